@@ -1,0 +1,146 @@
+//! `POST /control`: failure injection for testing and demos.
+//!
+//! Commands (JSON body, field `cmd`):
+//! - `exit`: stop cleanly; a supervisor (`boat deploy`) restarts the node.
+//! - `crash`: abort the process at once, with no cleanup.
+//! - `partition`: drop Raft traffic to and from `peers` (a list of node ids)
+//!   for `duration_ms` (default 30000).
+//! - `heal`: end all partitions and remove added delay.
+//! - `delay`: add `ms` milliseconds to every Raft message sent or received
+//!   (0 removes it).
+//!
+//! Access: while the node listens on a loopback address, loopback callers
+//! may use it freely. Otherwise every call needs `Authorization: Bearer
+//! <admin token>`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::server::AppState;
+
+const DEFAULT_PARTITION_MS: u64 = 30_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ControlCommand {
+    Exit,
+    Crash,
+    Partition {
+        peers: Vec<u64>,
+        #[serde(default)]
+        duration_ms: Option<u64>,
+    },
+    Heal,
+    Delay {
+        ms: u64,
+    },
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte
+/// from response times.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    if app.config.listen.ip().is_loopback() && peer.ip().is_loopback() {
+        return Ok(());
+    }
+    let Some(expected) = app.config.admin_token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "/control is open to loopback callers only while the node listens on loopback, and no admin token is configured",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>"))?;
+    if same_secret(given.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "wrong admin token"))
+    }
+}
+
+#[tracing::instrument(skip_all, fields(%peer))]
+pub async fn control(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(cmd): JsonBody<ControlCommand>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&app, peer, &headers)?;
+    let node = &app.node;
+    let faults = node.faults();
+    tracing::warn!(?cmd, "control command");
+    let answer = match cmd {
+        ControlCommand::Exit => {
+            // Graceful: the HTTP server finishes this response, then the
+            // node shuts down and the process exits.
+            app.request_exit();
+            json!({"ok": true, "cmd": "exit", "node_id": node.id()})
+        }
+        ControlCommand::Crash => {
+            tokio::spawn(async {
+                // Give the response a moment to leave the socket, then die
+                // without running any destructor or flushing anything.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                std::process::abort();
+            });
+            json!({"ok": true, "cmd": "crash", "node_id": node.id()})
+        }
+        ControlCommand::Partition { peers, duration_ms } => {
+            if peers.is_empty() {
+                return Err(ApiError::unprocessable("partition needs a non-empty \"peers\" list of node ids"));
+            }
+            let known: Vec<u64> = node.status().members.iter().map(|m| m.id).collect();
+            if let Some(p) = peers.iter().find(|p| !known.contains(p) || **p == node.id()) {
+                return Err(ApiError::unprocessable(format!(
+                    "peer {p} is not another member of this cluster (members: {known:?})"
+                )));
+            }
+            let ms = duration_ms.unwrap_or(DEFAULT_PARTITION_MS);
+            faults.partition(&peers, Duration::from_millis(ms));
+            json!({"ok": true, "cmd": "partition", "peers": peers, "duration_ms": ms, "faults": faults.report()})
+        }
+        ControlCommand::Heal => {
+            faults.heal();
+            json!({"ok": true, "cmd": "heal", "faults": faults.report()})
+        }
+        ControlCommand::Delay { ms } => {
+            faults.set_delay(Duration::from_millis(ms));
+            json!({"ok": true, "cmd": "delay", "faults": faults.report()})
+        }
+    };
+    Ok(Json(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn commands_parse_from_their_documented_form() {
+        let c: ControlCommand = serde_json::from_str(r#"{"cmd":"partition","peers":[1,2],"duration_ms":500}"#).unwrap();
+        assert!(matches!(c, ControlCommand::Partition { ref peers, duration_ms: Some(500) } if peers == &vec![1, 2]));
+        assert!(serde_json::from_str::<ControlCommand>(r#"{"cmd":"explode"}"#).is_err());
+        assert!(serde_json::from_str::<ControlCommand>(r#"{"cmd":"delay"}"#).is_err());
+    }
+}

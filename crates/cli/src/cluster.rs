@@ -1,0 +1,297 @@
+//! A cluster of real `boat node` processes on one machine: used by
+//! `boat deploy`, by `boat bench` and by the integration tests.
+//!
+//! Layout under the cluster directory:
+//! - `node-N/`: node N's data (sled log, snapshots);
+//! - `logs/node-N.log`: node N's log file;
+//! - `node-N.pid`: pid of the running process;
+//! - `node-N.hold`: while present, a supervisor does not restart node N
+//!   (`reset.sh` uses it to wipe a node).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+use crate::client::HttpClient;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub dir: PathBuf,
+    pub boat_bin: PathBuf,
+    pub ort_lib: Option<PathBuf>,
+    pub http: Vec<SocketAddr>,
+    pub raft: Vec<SocketAddr>,
+    /// Extra arguments for every `boat node`.
+    pub node_args: Vec<String>,
+    /// Copy node output to this process's stderr, each line prefixed with
+    /// the node id (otherwise only the node log files get it).
+    pub inherit_output: bool,
+}
+
+/// Reserves a free loopback port by binding port 0. The port is released
+/// before the node binds it; collisions are possible but rare.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl ClusterSpec {
+    /// `n` nodes on fixed ports `http_base + i` and `raft_base + i`.
+    pub fn fixed(n: usize, host: &str, http_base: u16, raft_base: u16, dir: PathBuf, boat_bin: PathBuf) -> anyhow::Result<Self> {
+        let addr = |port: u16| -> anyhow::Result<SocketAddr> {
+            format!("{host}:{port}").parse().with_context(|| format!("bad host {host:?}"))
+        };
+        let http = (0..n).map(|i| addr(http_base + i as u16)).collect::<anyhow::Result<_>>()?;
+        let raft = (0..n).map(|i| addr(raft_base + i as u16)).collect::<anyhow::Result<_>>()?;
+        Ok(Self { dir, boat_bin, ort_lib: None, http, raft, node_args: Vec::new(), inherit_output: false })
+    }
+
+    /// `n` nodes on free loopback ports.
+    pub fn free_ports(n: usize, dir: PathBuf, boat_bin: PathBuf) -> anyhow::Result<Self> {
+        let mut http = Vec::new();
+        let mut raft = Vec::new();
+        for _ in 0..n {
+            http.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+            raft.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+        }
+        Ok(Self { dir, boat_bin, ort_lib: None, http, raft, node_args: Vec::new(), inherit_output: false })
+    }
+
+    pub fn len(&self) -> usize {
+        self.http.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.http.is_empty()
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node-{i}"))
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    pub fn log_file(&self, i: usize) -> PathBuf {
+        self.log_dir().join(format!("node-{i}.log"))
+    }
+
+    pub fn pid_file(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node-{i}.pid"))
+    }
+
+    pub fn hold_file(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node-{i}.hold"))
+    }
+
+    /// The `boat node` command line for node `i`.
+    pub fn command(&self, i: usize) -> Command {
+        let mut cmd = Command::new(&self.boat_bin);
+        cmd.arg("node")
+            .arg("--id")
+            .arg(i.to_string())
+            .arg("--http")
+            .arg(self.http[i].to_string())
+            .arg("--raft")
+            .arg(self.raft[i].to_string())
+            .arg("--data-dir")
+            .arg(self.node_dir(i))
+            .arg("--log-dir")
+            .arg(self.log_dir());
+        for j in 0..self.len() {
+            cmd.arg("--member").arg(format!("{j}={}/{}", self.raft[j], self.http[j]));
+        }
+        if let Some(lib) = &self.ort_lib {
+            cmd.arg("--ort-lib").arg(lib);
+        }
+        cmd.args(&self.node_args);
+        if self.inherit_output {
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        cmd
+    }
+}
+
+/// Running node processes.
+pub struct LocalCluster {
+    pub spec: ClusterSpec,
+    children: Vec<Option<Child>>,
+    pub client: HttpClient,
+}
+
+impl LocalCluster {
+    /// Starts every node.
+    pub fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&spec.dir).with_context(|| format!("creating {}", spec.dir.display()))?;
+        let n = spec.len();
+        let mut cluster = Self { spec, children: (0..n).map(|_| None).collect(), client: HttpClient::new()? };
+        for i in 0..n {
+            cluster.start_node(i)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn http(&self, i: usize) -> String {
+        format!("http://{}", self.spec.http[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.spec.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spec.is_empty()
+    }
+
+    /// Starts node `i` (which must not be running).
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.children[i].is_some() {
+            bail!("node {i} is already running");
+        }
+        let mut child =
+            self.spec.command(i).spawn().with_context(|| format!("spawning {}", self.spec.boat_bin.display()))?;
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(prefix_lines(i, stderr));
+        }
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(self.spec.pid_file(i), pid.to_string());
+        }
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().and_then(|c| c.id())
+    }
+
+    /// SIGKILLs node `i` and reaps it.
+    pub async fn kill_node(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(mut child) = self.children[i].take() {
+            child.kill().await.with_context(|| format!("killing node {i}"))?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERMs node `i` and waits up to `grace` before SIGKILL.
+    pub async fn stop_node(&mut self, i: usize, grace: Duration) -> anyhow::Result<()> {
+        if let Some(mut child) = self.children[i].take() {
+            if let Some(pid) = child.id() {
+                // SAFETY-free libc call: sending a signal to our own child.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                child.kill().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks whether node `i` has exited by itself; returns its exit
+    /// status and forgets the process if so.
+    pub fn reap(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let exited = match self.children[i].as_mut() {
+            Some(c) => c.try_wait().ok().flatten(),
+            None => None,
+        };
+        if exited.is_some() {
+            self.children[i] = None;
+        }
+        exited
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
+    /// Deletes node `i`'s data and log file. The node must be stopped.
+    pub fn wipe_node(&self, i: usize) -> anyhow::Result<()> {
+        if self.children[i].is_some() {
+            bail!("stop node {i} before wiping it");
+        }
+        remove_if_exists(&self.spec.node_dir(i))?;
+        remove_if_exists(&self.spec.log_file(i))?;
+        Ok(())
+    }
+
+    /// Waits until one node says it is leader and the others agree.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.agreed_leader().await {
+                return Ok(l);
+            }
+            if Instant::now() > deadline {
+                bail!("no leader agreed by all running nodes within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn agreed_leader(&self) -> Option<usize> {
+        let mut leader = None;
+        for i in (0..self.len()).filter(|i| self.is_running(*i)) {
+            let s = self.client.status(&self.http(i)).await.ok()?;
+            if s.is_leader {
+                leader = Some(i);
+            }
+            let l = s.leader_id? as usize;
+            if leader.is_some_and(|x| x != l) {
+                return None;
+            }
+            leader = Some(l);
+        }
+        leader.filter(|l| self.is_running(*l))
+    }
+
+    /// Waits until every running node has applied at least `index`.
+    pub async fn wait_for_applied(&self, index: u64, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for i in (0..self.len()).filter(|i| self.is_running(*i)) {
+            loop {
+                match self.client.status(&self.http(i)).await {
+                    Ok(s) if s.last_applied >= index => break,
+                    _ if Instant::now() > deadline => bail!("node {i} did not apply index {index} within {timeout:?}"),
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after the grace period).
+    pub async fn shutdown(&mut self, grace: Duration) {
+        for i in 0..self.len() {
+            if let Err(e) = self.stop_node(i, grace).await {
+                tracing::warn!(node = i, error = %e, "stopping node");
+            }
+            let _ = std::fs::remove_file(self.spec.pid_file(i));
+        }
+    }
+}
+
+/// Copies a node's output to our stderr, one prefixed line at a time.
+async fn prefix_lines(i: usize, out: tokio::process::ChildStderr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("[node {i}] {line}");
+    }
+}
+
+fn remove_if_exists(p: &Path) -> anyhow::Result<()> {
+    let res = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+    match res {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", p.display())),
+        _ => Ok(()),
+    }
+}

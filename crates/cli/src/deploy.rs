@@ -1,0 +1,131 @@
+//! `boat deploy`: start a local cluster and keep it running.
+//!
+//! The supervisor restarts any node that exits, whatever the reason (a
+//! `/control` exit or crash, a kill), with a back-off for nodes that die
+//! right after starting. SIGINT or SIGTERM stops every node cleanly.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::cluster::{ClusterSpec, LocalCluster};
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Directory for node data, logs and pid files.
+    #[arg(long, default_value = ".boat")]
+    pub dir: PathBuf,
+    /// Address the nodes listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// HTTP port of node 0; node N uses this plus N.
+    #[arg(long, default_value_t = 8080)]
+    pub http_base: u16,
+    /// Raft port of node 0; node N uses this plus N.
+    #[arg(long, default_value_t = 9080)]
+    pub raft_base: u16,
+    /// Path of libonnxruntime.so (otherwise ORT_DYLIB_PATH).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Extra arguments passed to every `boat node` (after `--`).
+    #[arg(last = true)]
+    pub node_args: Vec<String>,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A node that ran at least this long before exiting is restarted at once.
+const STABLE_RUN: Duration = Duration::from_secs(10);
+
+struct Slot {
+    started: Instant,
+    next_start: Option<Instant>,
+    backoff: Duration,
+}
+
+fn check_port_free(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    TcpListener::bind(addr).map(drop).with_context(|| format!("{addr} is in use; is another cluster running?"))
+}
+
+pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 99 {
+        bail!("--nodes must be between 1 and 99");
+    }
+    let bin = std::env::current_exe().context("locating the boat binary")?;
+    let mut spec = ClusterSpec::fixed(args.nodes, &args.host, args.http_base, args.raft_base, args.dir.clone(), bin)?;
+    spec.ort_lib = args.ort_lib.clone();
+    spec.node_args = args.node_args.clone();
+    spec.inherit_output = true;
+    for addr in spec.http.iter().chain(&spec.raft) {
+        check_port_free(*addr)?;
+    }
+    let mut cluster = LocalCluster::start(spec)?;
+    let now = Instant::now();
+    let mut slots: Vec<Slot> =
+        (0..args.nodes).map(|_| Slot { started: now, next_start: None, backoff: MIN_BACKOFF }).collect();
+
+    eprintln!("boat: started {} nodes; data in {}/node-N, logs in {}", args.nodes, args.dir.display(), cluster.spec.log_dir().display());
+    for i in 0..args.nodes {
+        eprintln!("boat:   node {i}: http://{}  (raft {})", cluster.spec.http[i], cluster.spec.raft[i]);
+    }
+    eprintln!("boat: try  curl {}/status   and   curl -L -X POST -H 'Content-Type: application/json' -d '{{\"input\": \"Hello\"}}' {}/predict", cluster.http(0), cluster.http(0));
+    eprintln!("boat: Ctrl-C stops the cluster");
+
+    let shutdown = crate::node_cmd::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut announced_leader = None;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if let Some(status) = cluster.reap(i) {
+                let ran = slot.started.elapsed();
+                slot.backoff = if ran >= STABLE_RUN { MIN_BACKOFF } else { (slot.backoff * 2).min(MAX_BACKOFF) };
+                let wait = if ran >= STABLE_RUN { Duration::ZERO } else { slot.backoff };
+                eprintln!("boat: node {i} exited ({status}) after {ran:.1?}; restarting in {wait:?}");
+                slot.next_start = Some(Instant::now() + wait);
+            }
+            if cluster.is_running(i) || cluster.spec.hold_file(i).exists() {
+                continue;
+            }
+            let due = slot.next_start.is_none_or(|t| Instant::now() >= t);
+            if due {
+                match cluster.start_node(i) {
+                    Ok(()) => eprintln!("boat: node {i} started (pid {})", cluster.pid(i).unwrap_or(0)),
+                    Err(e) => eprintln!("boat: node {i} failed to start: {e:#}"),
+                }
+                slot.started = Instant::now();
+                slot.next_start = Some(Instant::now() + slot.backoff);
+            }
+        }
+        if let Ok(Some(leader)) = tokio::time::timeout(Duration::from_millis(50), leader_of(&cluster)).await {
+            if announced_leader != Some(leader) {
+                eprintln!("boat: node {leader} is the leader ({})", cluster.http(leader as usize));
+                announced_leader = Some(leader);
+            }
+        }
+    }
+    eprintln!("boat: stopping all nodes");
+    cluster.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn leader_of(cluster: &LocalCluster) -> Option<u64> {
+    for i in 0..cluster.len() {
+        if let Ok(s) = cluster.client.status(&cluster.http(i)).await {
+            if s.is_leader {
+                return Some(s.node_id);
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,19 @@
+//! The `boat` command: run a node, deploy a local cluster, talk to a cluster,
+//! benchmark it.
+//!
+//! Modules:
+//! - [`node_cmd`]: `boat node`, wiring serving, Raft and HTTP into one process.
+//! - [`deploy`]: `boat deploy`, a supervisor for a local cluster.
+//! - [`cluster`]: starting and stopping real node processes (deploy, bench, tests).
+//! - [`commands`]: client subcommands (status, predict, control).
+//! - [`client`]: HTTP client for the cluster's API.
+//! - [`bench`]: `boat bench`, throughput, latency and failover measurements.
+//! - [`logging`]: tracing set-up.
+
+pub mod bench;
+pub mod client;
+pub mod cluster;
+pub mod commands;
+pub mod deploy;
+pub mod logging;
+pub mod node_cmd;

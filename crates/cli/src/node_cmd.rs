@@ -1,0 +1,162 @@
+//! `boat node`: run one cluster node until SIGINT/SIGTERM or a `/control`
+//! exit.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use boat_admin::{HttpConfig, HttpServer};
+use boat_raft::{BoatNode, Executor, NodeConfig, RaftNode, RaftTuning, Retention};
+use boat_serving::ModelRegistry;
+use clap::Args;
+
+/// Arguments of `boat node`.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// This node's id; must be one of the --member ids.
+    #[arg(long)]
+    pub id: u64,
+    /// HTTP API listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Raft gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    pub raft: SocketAddr,
+    /// A cluster member as ID=RAFT_ADDR/HTTP_ADDR, once per member (this node included).
+    #[arg(long = "member", required = true)]
+    pub members: Vec<String>,
+    /// Directory for this node's Raft log, snapshots and state.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Directory for this node's log file (node-ID.log); stderr only when absent.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Path of libonnxruntime.so (otherwise ORT_DYLIB_PATH).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// File holding the admin bearer token (needed for /control from non-loopback callers).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Largest accepted HTTP request body, in bytes.
+    #[arg(long, default_value_t = HttpConfig::DEFAULT_MAX_BODY)]
+    pub max_body_bytes: usize,
+    /// How long /predict waits for commit before answering 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+    #[arg(long, default_value_t = RaftTuning::default().heartbeat_ms)]
+    pub heartbeat_ms: u64,
+    #[arg(long, default_value_t = RaftTuning::default().election_min_ms)]
+    pub election_min_ms: u64,
+    #[arg(long, default_value_t = RaftTuning::default().election_max_ms)]
+    pub election_max_ms: u64,
+    /// Entries between snapshots (the log is purged below each snapshot).
+    #[arg(long, default_value_t = RaftTuning::default().snapshot_every)]
+    pub snapshot_every: u64,
+    /// Entries kept below a snapshot for followers that lag a little.
+    #[arg(long, default_value_t = RaftTuning::default().keep_after_snapshot)]
+    pub keep_after_snapshot: u64,
+    /// Idempotency records kept (oldest dropped first).
+    #[arg(long, default_value_t = Retention::default().max_records)]
+    pub max_records: usize,
+    /// Age after which idempotency records are dropped, in seconds.
+    #[arg(long, default_value_t = Retention::default().max_age_ms / 1000)]
+    pub record_ttl_s: u64,
+}
+
+/// Parses `ID=RAFT_ADDR/HTTP_ADDR`.
+pub fn parse_member(spec: &str) -> anyhow::Result<(u64, BoatNode)> {
+    let (id, addrs) = spec.split_once('=').context("member must look like ID=RAFT_ADDR/HTTP_ADDR")?;
+    let (raft, http) = addrs.split_once('/').context("member must look like ID=RAFT_ADDR/HTTP_ADDR")?;
+    let id: u64 = id.trim().parse().with_context(|| format!("member id {id:?} is not a number"))?;
+    for a in [raft, http] {
+        a.parse::<SocketAddr>().with_context(|| format!("{a:?} is not HOST:PORT"))?;
+    }
+    Ok((id, BoatNode { raft_addr: raft.to_string(), http_addr: http.to_string() }))
+}
+
+impl NodeArgs {
+    fn members(&self) -> anyhow::Result<BTreeMap<u64, BoatNode>> {
+        let mut out = BTreeMap::new();
+        for m in &self.members {
+            let (id, node) = parse_member(m)?;
+            if out.insert(id, node).is_some() {
+                bail!("member {id} is listed twice");
+            }
+        }
+        Ok(out)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.election_min_ms <= self.heartbeat_ms || self.election_max_ms <= self.election_min_ms {
+            bail!("need heartbeat_ms < election_min_ms < election_max_ms");
+        }
+        if self.max_body_bytes == 0 || self.snapshot_every == 0 {
+            bail!("max_body_bytes and snapshot_every must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Runs a node until it is told to stop. Returns true when it stopped
+/// because of a `/control` exit.
+pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
+    args.validate()?;
+    let members = args.members()?;
+    boat_serving::init_runtime(args.ort_lib.as_deref()).context("loading ONNX Runtime")?;
+    let executor = Executor::new(ModelRegistry::default()).context("loading the built-in echo model")?;
+    let admin_token = match &args.admin_token_file {
+        None => None,
+        Some(p) => Some(
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?.trim().to_string(),
+        ),
+    };
+    let config = NodeConfig {
+        id: args.id,
+        raft_listen: args.raft,
+        members,
+        data_dir: args.data_dir.clone(),
+        tuning: RaftTuning {
+            heartbeat_ms: args.heartbeat_ms,
+            election_min_ms: args.election_min_ms,
+            election_max_ms: args.election_max_ms,
+            snapshot_every: args.snapshot_every,
+            keep_after_snapshot: args.keep_after_snapshot,
+        },
+        retention: Retention { max_records: args.max_records, max_age_ms: args.record_ttl_s * 1000 },
+    };
+    let node = RaftNode::start(config, executor).await.context("starting raft")?;
+    let http = HttpServer::bind(
+        node.clone(),
+        HttpConfig {
+            listen: args.http,
+            max_body_bytes: args.max_body_bytes,
+            write_timeout: Duration::from_millis(args.write_timeout_ms),
+            admin_token,
+        },
+    )
+    .await
+    .with_context(|| format!("binding HTTP on {}", args.http))?;
+    tracing::info!(node_id = args.id, http = %args.http, raft = %args.raft, data = %args.data_dir.display(), "node started");
+    let by_exit = http.serve(shutdown_signal()).await.context("HTTP server")?;
+    tracing::info!(by_exit, "stopping");
+    node.shutdown().await;
+    Ok(by_exit)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

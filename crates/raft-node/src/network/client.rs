@@ -1,0 +1,152 @@
+//! Outbound Raft RPCs: one lazily connected tonic channel per peer.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::codec;
+use super::faults::Faults;
+use super::pb::raft_service_client::RaftServiceClient;
+use super::MAX_MESSAGE_BYTES;
+use crate::types::{BoatNode, NodeId, TypeConfig};
+
+/// Creates per-peer clients for openraft.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    self_id: NodeId,
+    faults: Faults,
+}
+
+impl NetworkFactory {
+    pub fn new(self_id: NodeId, faults: Faults) -> Self {
+        Self { self_id, faults }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BoatNode) -> PeerClient {
+        PeerClient {
+            self_id: self.self_id,
+            target,
+            addr: node.raft_addr.clone(),
+            faults: self.faults.clone(),
+            client: None,
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerClient {
+    self_id: NodeId,
+    target: NodeId,
+    addr: String,
+    faults: Faults,
+    client: Option<RaftServiceClient<Channel>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TransportError {
+    #[error("traffic to node {0} is cut by fault injection")]
+    Partitioned(NodeId),
+    #[error("bad peer address {0:?}: {1}")]
+    BadAddress(String, String),
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BoatNode, RaftError<NodeId, E>>>;
+
+fn unreachable<E: std::error::Error>(e: &(impl std::error::Error + 'static)) -> RPCError<NodeId, BoatNode, E> {
+    RPCError::Unreachable(Unreachable::new(e))
+}
+
+impl PeerClient {
+    fn client(&mut self) -> Result<RaftServiceClient<Channel>, TransportError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+            .map_err(|e| TransportError::BadAddress(self.addr.clone(), e.to_string()))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true);
+        let client = RaftServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, body: &Req, ttl: Duration) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        if self.faults.is_cut(self.target) {
+            return Err(unreachable(&TransportError::Partitioned(self.target)));
+        }
+        self.faults.apply_delay().await;
+        let request = codec::request(self.self_id, body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = self.client().map_err(|e| unreachable(&e))?;
+        let send = async move {
+            match rpc {
+                Rpc::AppendEntries => client.append_entries(request).await,
+                Rpc::Vote => client.vote(request).await,
+                Rpc::InstallSnapshot => client.install_snapshot(request).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, send).await {
+            Err(_) => return Err(RPCError::Network(NetworkError::new(&TransportError::TimedOut(ttl)))),
+            Ok(Err(status)) => return Err(unreachable(&status)),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        match codec::open_reply::<Resp, RaftError<NodeId, E>>(reply) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.call(Rpc::AppendEntries, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(Rpc::InstallSnapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+}

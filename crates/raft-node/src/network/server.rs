@@ -1,0 +1,73 @@
+//! Inbound Raft RPCs: decode, check fault injection, hand to openraft.
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tonic::{Request, Response, Status};
+
+use super::codec;
+use super::faults::Faults;
+use super::pb::raft_service_server::{RaftService, RaftServiceServer};
+use super::pb::{RaftReply, RaftRequest};
+use super::MAX_MESSAGE_BYTES;
+use crate::types::{NodeId, Raft, TypeConfig};
+
+/// The tonic service a node exposes on its Raft address.
+#[derive(Clone)]
+pub struct RaftGrpcService {
+    raft: Raft,
+    faults: Faults,
+}
+
+impl RaftGrpcService {
+    pub fn new(raft: Raft, faults: Faults) -> Self {
+        Self { raft, faults }
+    }
+
+    /// The service wrapped with the message size limits both sides use.
+    pub fn into_server(self) -> RaftServiceServer<Self> {
+        RaftServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// Refuses traffic from a partitioned peer and adds injected delay.
+    async fn admit(&self, req: Request<RaftRequest>) -> Result<RaftRequest, Status> {
+        let req = req.into_inner();
+        if self.faults.is_cut(req.from as NodeId) {
+            return Err(Status::unavailable(format!("traffic from node {} is cut by fault injection", req.from)));
+        }
+        self.faults.apply_delay().await;
+        Ok(req)
+    }
+}
+
+fn bad_request(e: codec::CodecError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn encode_failed(e: codec::CodecError) -> Status {
+    Status::internal(e.to_string())
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpcService {
+    async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = self.admit(req).await?;
+        let rpc: AppendEntriesRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;
+        let res = self.raft.append_entries(rpc).await;
+        Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
+    }
+
+    async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = self.admit(req).await?;
+        let rpc: VoteRequest<NodeId> = codec::decode(&req.payload).map_err(bad_request)?;
+        let res = self.raft.vote(rpc).await;
+        Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = self.admit(req).await?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;
+        let res = self.raft.install_snapshot(rpc).await;
+        Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
+    }
+}

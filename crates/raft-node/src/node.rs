@@ -1,0 +1,276 @@
+//! A running Raft node: wires storage, network and openraft together and
+//! offers the operations the HTTP layer needs (propose a prediction, read
+//! status, inject faults).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::command::{Command, CommandResult, PredictCommand, PredictOutcome};
+use crate::executor::Executor;
+use crate::network::{FaultReport, Faults, NetworkFactory, RaftGrpcService};
+use crate::state::Retention;
+use crate::store::{LogStore, StateMachineStore, StateView};
+use crate::types::{BoatNode, NodeId, Raft};
+
+/// Timing and compaction knobs. Defaults suit a loopback cluster on a busy
+/// two-core machine: elections are slow enough not to fire on scheduling
+/// hiccups, fast enough for sub-second failover.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log below the snapshot, so that a follower that
+    /// is only a little behind catches up from the log, not a snapshot.
+    pub keep_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self { heartbeat_ms: 100, election_min_ms: 400, election_max_ms: 800, snapshot_every: 5000, keep_after_snapshot: 1000 }
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Address the Raft gRPC service binds to.
+    pub raft_listen: SocketAddr,
+    /// Every voter of the cluster, this node included.
+    pub members: BTreeMap<NodeId, BoatNode>,
+    pub data_dir: PathBuf,
+    pub tuning: RaftTuning,
+    pub retention: Retention,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the data directory {0}: {1}")]
+    Storage(PathBuf, String),
+    #[error("cannot bind the Raft address {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("invalid Raft configuration: {0}")]
+    Config(String),
+    #[error("node {0} is not in the member list")]
+    NotAMember(NodeId),
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// Why a write was not applied here.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("this node is not the leader")]
+    NotLeader { leader_id: Option<NodeId>, leader_http: Option<String> },
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+}
+
+/// Per-member line of `/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub raft_addr: String,
+    pub http_addr: String,
+}
+
+/// A node's view of itself and the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub is_leader: bool,
+    pub state: String,
+    pub leader_id: Option<NodeId>,
+    pub leader_http: Option<String>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub last_applied: u64,
+    pub last_log_index: u64,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub log_entries: usize,
+    pub members: Vec<MemberStatus>,
+    /// Running SHA-256 over all applied prediction outcomes at `last_applied`.
+    pub state_digest: String,
+    pub predictions_run: u64,
+    pub idempotency_records: usize,
+    pub faults: FaultReport,
+}
+
+/// A started node. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    log: LogStore,
+    state: StateView,
+    executor: Executor,
+    faults: Faults,
+    shutdown: watch::Sender<bool>,
+}
+
+impl RaftNode {
+    /// Opens storage, binds the Raft transport, starts openraft and, on a
+    /// node with an empty log, proposes the static membership.
+    pub async fn start(cfg: NodeConfig, executor: Executor) -> Result<Self, StartError> {
+        if !cfg.members.contains_key(&cfg.id) {
+            return Err(StartError::NotAMember(cfg.id));
+        }
+        let storage_err = |e: &dyn std::fmt::Display| StartError::Storage(cfg.data_dir.clone(), e.to_string());
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage_err(&e))?;
+        let db = sled::Config::new().path(cfg.data_dir.join("raft.sled")).open().map_err(|e| storage_err(&e))?;
+        let log = LogStore::open(&db).map_err(|e| storage_err(&e))?;
+        let sm = StateMachineStore::open(&db, executor.clone(), cfg.retention).map_err(|e| storage_err(&e))?;
+        let state = sm.view();
+
+        let t = &cfg.tuning;
+        let config = Config {
+            cluster_name: "boat".into(),
+            heartbeat_interval: t.heartbeat_ms,
+            election_timeout_min: t.election_min_ms,
+            election_timeout_max: t.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
+            max_in_snapshot_log_to_keep: t.keep_after_snapshot,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+
+        let faults = Faults::default();
+        let network = NetworkFactory::new(cfg.id, faults.clone());
+        let raft = Raft::new(cfg.id, Arc::new(config), network, log.clone(), sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let listener = TcpListener::bind(cfg.raft_listen).await.map_err(|e| StartError::Bind(cfg.raft_listen, e))?;
+        let (shutdown, mut stop) = watch::channel(false);
+        let service = RaftGrpcService::new(raft.clone(), faults.clone()).into_server();
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await
+            {
+                tracing::error!(error = %e, "raft transport stopped");
+            }
+        });
+
+        if !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+            // Every node of a fresh cluster proposes the same membership at
+            // log index 0; openraft treats identical proposals as one. A node
+            // whose data was wiped does the same and then follows the leader,
+            // which has a longer log and a higher term.
+            match raft.initialize(cfg.members.clone()).await {
+                Ok(()) => tracing::info!(members = ?cfg.members.keys().collect::<Vec<_>>(), "initialized membership"),
+                Err(e) => tracing::info!(error = %e, "membership already initialized elsewhere"),
+            }
+        }
+
+        Ok(Self { inner: Arc::new(Inner { id: cfg.id, raft, log, state, executor, faults, shutdown }) })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    pub fn state(&self) -> &StateView {
+        &self.inner.state
+    }
+
+    /// The leader as this node knows it: id and HTTP address.
+    pub fn leader(&self) -> Option<(NodeId, Option<String>)> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let http = m.membership_config.membership().get_node(&id).map(|n| n.http_addr.clone());
+        Some((id, http))
+    }
+
+    /// Appends a prediction, waits until a majority has it on disk and this
+    /// node has applied it, and returns the outcome.
+    pub async fn predict(&self, cmd: PredictCommand) -> Result<PredictOutcome, WriteError> {
+        match self.inner.raft.client_write(Command::Predict(cmd)).await {
+            Ok(resp) => match resp.data {
+                CommandResult::Predicted(outcome) => Ok(outcome),
+                CommandResult::None => Err(WriteError::Fatal("a prediction entry produced no outcome".into())),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(WriteError::NotLeader {
+                leader_id: f.leader_id,
+                leader_http: f.leader_node.map(|n| n.http_addr),
+            }),
+            Err(RaftError::APIError(e)) => Err(WriteError::Fatal(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(WriteError::Fatal(e.to_string())),
+        }
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow().clone();
+        let membership = m.membership_config.membership();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| MemberStatus { id: *id, raft_addr: n.raft_addr.clone(), http_addr: n.http_addr.clone() })
+            .collect();
+        let leader_http = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.http_addr.clone()));
+        let (last_applied, digest, predictions_run, records) = {
+            let s = self.inner.state.read();
+            (s.last_applied.map(|l| l.index).unwrap_or(0), s.digest.clone(), s.predictions_run, s.records_held())
+        };
+        NodeStatus {
+            node_id: self.inner.id,
+            is_leader: m.state == ServerState::Leader,
+            state: format!("{:?}", m.state),
+            leader_id: m.current_leader,
+            leader_http,
+            term: m.current_term,
+            commit_index: self.inner.log.committed_index(),
+            last_applied,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            log_entries: self.inner.log.len(),
+            members,
+            state_digest: digest,
+            predictions_run,
+            idempotency_records: records,
+            faults: self.inner.faults.report(),
+        }
+    }
+
+    /// Stops openraft and the transport.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
