@@ -37,3 +37,13 @@ pub fn init_node(log_dir: Option<&Path>, file_name: &str) -> anyhow::Result<Opti
         }
     }
 }
+
+/// Sends panic messages (with their location) to the log file too, not just
+/// to stderr, so that a node's log explains why it stopped.
+pub fn log_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panic");
+        default(info);
+    }));
+}

@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Node(args) => {
             let _guard = logging::init_node(args.log_dir.as_deref(), &format!("node-{}.log", args.id))?;
+            logging::log_panics();
             runtime.block_on(node_cmd::run(args))?;
         }
         Cmd::Deploy(args) => {

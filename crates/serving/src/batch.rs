@@ -46,8 +46,8 @@ pub(crate) fn run_batch(model: &LoadedModel, requests: Vec<Vec<Tensor>>) -> Vec<
 
 /// Whether the model's declared shapes allow concatenating requests along dimension 0.
 fn batchable(meta: &ModelMeta) -> bool {
-    let inputs_ok = !meta.inputs.is_empty()
-        && meta.inputs.iter().all(|i| i.shape.first() == Some(&-1));
+    let inputs_ok =
+        !meta.inputs.is_empty() && meta.inputs.iter().all(|i| i.shape.first() == Some(&-1));
     let outputs_ok = meta.outputs.iter().all(|o| match o.kind {
         IoKind::Tensor => o.shape.first() == Some(&-1),
         IoKind::Sequence => true,
@@ -59,7 +59,10 @@ fn batchable(meta: &ModelMeta) -> bool {
 /// Rows of a checked request: dimension 0, which must agree across its inputs.
 fn rows_of(inputs: &[Tensor]) -> Option<usize> {
     let first = inputs.first()?.rows()?;
-    inputs.iter().all(|t| t.rows() == Some(first)).then_some(first)
+    inputs
+        .iter()
+        .all(|t| t.rows() == Some(first))
+        .then_some(first)
 }
 
 /// Everything but dimension 0 of each input: requests with equal keys can be concatenated.
@@ -73,7 +76,9 @@ fn trailing_dims(inputs: &[Tensor]) -> Vec<Vec<i64>> {
 /// Groups requests that can share a run, keeping request order within each group.
 /// Requests whose inputs disagree on their row count form groups of one.
 fn group_compatible(pending: Vec<Pending>) -> Vec<Vec<Pending>> {
-    let mut groups: Vec<(Option<Vec<Vec<i64>>>, Vec<Pending>)> = Vec::new();
+    /// Trailing dims per input; `None` for a request that cannot be combined.
+    type GroupKey = Option<Vec<Vec<i64>>>;
+    let mut groups: Vec<(GroupKey, Vec<Pending>)> = Vec::new();
     for p in pending {
         let key = rows_of(&p.inputs).map(|_| trailing_dims(&p.inputs));
         match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
@@ -113,14 +118,21 @@ fn run_combined(model: &LoadedModel, group: &[Pending]) -> Option<Vec<Vec<Output
     let first = &group.first()?.inputs;
     let mut combined = Vec::with_capacity(first.len());
     for (j, template) in first.iter().enumerate() {
-        let parts: Vec<&TensorData> = group.iter().map(|p| p.inputs.get(j).map(Tensor::data)).collect::<Option<_>>()?;
+        let parts: Vec<&TensorData> = group
+            .iter()
+            .map(|p| p.inputs.get(j).map(Tensor::data))
+            .collect::<Option<_>>()?;
         let data = TensorData::concat(&parts)?;
         let mut shape = template.shape().to_vec();
         *shape.first_mut()? = total as i64;
         if crate::tensor::element_count(&shape).ok()? != data.len() {
             return None;
         }
-        combined.push(Tensor::from_checked(template.name().to_string(), shape, data));
+        combined.push(Tensor::from_checked(
+            template.name().to_string(),
+            shape,
+            data,
+        ));
     }
 
     let outputs = match model.run(combined) {

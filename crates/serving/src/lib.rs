@@ -18,7 +18,7 @@
 //! - [`predict`]: the simple Boat JSON form, [`ModelRegistry::predict_json`].
 //! - `batch` (private): concatenating requests into one run and splitting the results.
 //! - `convert` (private): conversions to and from `ort` values.
-//! - [`error`]: [`ServingError`].
+//! - [`error`]: the crate's error enum, [`ServingError`].
 //!
 //! ```no_run
 //! use boat_serving::{init_runtime, ModelRegistry, RegistryConfig, ECHO_ONNX};

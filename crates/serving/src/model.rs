@@ -199,7 +199,10 @@ impl LoadedModel {
             };
             let want = &meta.inputs[idx];
             if slots[idx].is_some() {
-                return Err(ServingError::input(format!("input '{}' given twice", want.name)));
+                return Err(ServingError::input(format!(
+                    "input '{}' given twice",
+                    want.name
+                )));
             }
             if want.datatype != Some(t.datatype()) {
                 return Err(ServingError::input(format!(
@@ -210,7 +213,11 @@ impl LoadedModel {
                 )));
             }
             let fits = want.shape.len() == t.shape().len()
-                && want.shape.iter().zip(t.shape()).all(|(&w, &g)| w < 0 || w == g);
+                && want
+                    .shape
+                    .iter()
+                    .zip(t.shape())
+                    .all(|(&w, &g)| w < 0 || w == g);
             if !fits {
                 return Err(ServingError::input(format!(
                     "input '{}' has shape {:?} but the model expects {:?} (-1 = any size)",

@@ -91,9 +91,10 @@ impl Output {
     pub(crate) fn slice_rows(&self, range: Range<usize>) -> Output {
         match self {
             Output::Tensor(t) => Output::Tensor(t.slice_rows(range)),
-            Output::Json { name, data, .. } => {
-                Output::json(name.clone(), data.get(range).map(<[_]>::to_vec).unwrap_or_default())
-            }
+            Output::Json { name, data, .. } => Output::json(
+                name.clone(),
+                data.get(range).map(<[_]>::to_vec).unwrap_or_default(),
+            ),
         }
     }
 }
@@ -196,7 +197,10 @@ mod tests {
     #[test]
     fn slicing_json_rows() {
         let out = Output::json("p", vec![json!(1), json!(2), json!(3)]);
-        assert_eq!(out.slice_rows(1..3), Output::json("p", vec![json!(2), json!(3)]));
+        assert_eq!(
+            out.slice_rows(1..3),
+            Output::json("p", vec![json!(2), json!(3)])
+        );
         assert_eq!(out.rows(), Some(3));
     }
 }

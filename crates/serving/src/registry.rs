@@ -111,7 +111,9 @@ impl ModelRegistry {
         onnx_bytes: &[u8],
     ) -> Result<ModelMeta, ServingError> {
         if name.is_empty() {
-            return Err(ServingError::InvalidModel("model name must not be empty".into()));
+            return Err(ServingError::InvalidModel(
+                "model name must not be empty".into(),
+            ));
         }
         let key = (name.to_string(), version);
         let sha = hex::encode(Sha256::digest(onnx_bytes));
@@ -120,7 +122,12 @@ impl ModelRegistry {
                 return Ok(existing.meta().clone());
             }
         }
-        let loaded = LoadedModel::load(name, version, onnx_bytes, self.inner.config.sessions_per_model)?;
+        let loaded = LoadedModel::load(
+            name,
+            version,
+            onnx_bytes,
+            self.inner.config.sessions_per_model,
+        )?;
         let meta = loaded.meta().clone();
         if self.write().insert(key, Arc::new(loaded)).is_some() {
             tracing::warn!(model = name, version, sha256 = %meta.sha256, "replaced a loaded model with different bytes");
@@ -164,7 +171,9 @@ impl ModelRegistry {
     /// How many times ONNX Runtime has run this model since it was loaded (a combined
     /// batch counts once), or `None` if it is not loaded.
     pub fn run_count(&self, name: &str, version: u64) -> Option<u64> {
-        self.read().get(&(name.to_string(), version)).map(|m| m.runs())
+        self.read()
+            .get(&(name.to_string(), version))
+            .map(|m| m.runs())
     }
 
     /// Highest loaded version of `name`.
@@ -244,12 +253,22 @@ mod tests {
     #[test]
     fn config_validation_and_defaults() {
         assert_eq!(RegistryConfig::default().sessions_per_model, 2);
-        assert!(RegistryConfig { sessions_per_model: 0 }.validate().is_err());
-        assert!(RegistryConfig { sessions_per_model: 4 }.validate().is_ok());
+        assert!(RegistryConfig {
+            sessions_per_model: 0
+        }
+        .validate()
+        .is_err());
+        assert!(RegistryConfig {
+            sessions_per_model: 4
+        }
+        .validate()
+        .is_ok());
         let cfg: RegistryConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(cfg, RegistryConfig::default());
         assert!(serde_json::from_str::<RegistryConfig>(r#"{"bogus": 1}"#).is_err());
-        let reg = ModelRegistry::new(RegistryConfig { sessions_per_model: 0 });
+        let reg = ModelRegistry::new(RegistryConfig {
+            sessions_per_model: 0,
+        });
         assert_eq!(reg.config().sessions_per_model, 1);
     }
 
@@ -257,10 +276,18 @@ mod tests {
     fn unknown_model_without_runtime() {
         let reg = ModelRegistry::default();
         let err = reg.infer("nope", 1, vec![]).unwrap_err();
-        assert_eq!(err, ServingError::UnknownModel { name: "nope".into(), version: 1 });
+        assert_eq!(
+            err,
+            ServingError::UnknownModel {
+                name: "nope".into(),
+                version: 1
+            }
+        );
         let errs = reg.infer_batch("nope", 1, vec![vec![], vec![]]);
         assert_eq!(errs.len(), 2);
-        assert!(errs.iter().all(|r| matches!(r, Err(ServingError::UnknownModel { .. }))));
+        assert!(errs
+            .iter()
+            .all(|r| matches!(r, Err(ServingError::UnknownModel { .. }))));
         assert!(reg.list().is_empty());
         assert_eq!(reg.unload("nope", 1), None);
     }

@@ -102,7 +102,9 @@ pub(crate) fn environment() -> Result<&'static Environment, ServingError> {
 
 fn warn_if_different(rt: &Runtime, dylib: Option<&Path>) {
     if let Some(p) = dylib {
-        let same = std::fs::canonicalize(p).map(|c| c == rt.dylib).unwrap_or(false);
+        let same = std::fs::canonicalize(p)
+            .map(|c| c == rt.dylib)
+            .unwrap_or(false);
         if !same {
             tracing::warn!(
                 requested = %p.display(),
@@ -124,6 +126,9 @@ mod tests {
         }
         let err = init_runtime(Some(Path::new("/definitely/not/here/libonnxruntime.so")))
             .expect_err("a missing file cannot initialise");
-        assert!(matches!(err, ServingError::Runtime(ref m) if m.contains("not found")), "{err}");
+        assert!(
+            matches!(err, ServingError::Runtime(ref m) if m.contains("not found")),
+            "{err}"
+        );
     }
 }

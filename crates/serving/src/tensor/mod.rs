@@ -270,9 +270,8 @@ impl Tensor {
         data: TensorData,
     ) -> Result<Tensor, ServingError> {
         let name = name.into();
-        let expected = element_count(&shape).map_err(|m| {
-            ServingError::input(format!("tensor '{name}': {m}"))
-        })?;
+        let expected = element_count(&shape)
+            .map_err(|m| ServingError::input(format!("tensor '{name}': {m}")))?;
         if expected != data.len() {
             return Err(ServingError::input(format!(
                 "tensor '{name}': shape {shape:?} needs {expected} elements but data has {}",
@@ -350,8 +349,8 @@ impl Tensor {
 /// Product of `shape`, rejecting negative dimensions and overflow.
 pub fn element_count(shape: &[i64]) -> Result<usize, String> {
     shape.iter().try_fold(1usize, |acc, &d| {
-        let d = usize::try_from(d)
-            .map_err(|_| format!("shape {shape:?} has a negative dimension"))?;
+        let d =
+            usize::try_from(d).map_err(|_| format!("shape {shape:?} has a negative dimension"))?;
         acc.checked_mul(d)
             .ok_or_else(|| format!("shape {shape:?} has too many elements"))
     })
@@ -406,8 +405,14 @@ mod tests {
         assert_eq!(mid.data(), &TensorData::Uint16(vec![3, 4, 5, 6]));
         let a = TensorData::Fp32(vec![1.0]);
         let b = TensorData::Fp32(vec![2.0, 3.0]);
-        assert_eq!(TensorData::concat(&[&a, &b]), Some(TensorData::Fp32(vec![1.0, 2.0, 3.0])));
-        assert_eq!(TensorData::concat(&[&a, &TensorData::Fp64(vec![1.0])]), None);
+        assert_eq!(
+            TensorData::concat(&[&a, &b]),
+            Some(TensorData::Fp32(vec![1.0, 2.0, 3.0]))
+        );
+        assert_eq!(
+            TensorData::concat(&[&a, &TensorData::Fp64(vec![1.0])]),
+            None
+        );
     }
 
     #[test]

@@ -78,7 +78,9 @@ pub fn output<'a>(outputs: &'a [Output], name: &str) -> &'a Output {
 }
 
 pub fn tensor<'a>(outputs: &'a [Output], name: &str) -> &'a Tensor {
-    output(outputs, name).as_tensor().unwrap_or_else(|| panic!("{name} is not a tensor"))
+    output(outputs, name)
+        .as_tensor()
+        .unwrap_or_else(|| panic!("{name} is not a tensor"))
 }
 
 pub fn assert_close(got: f64, want: f64, what: &str) {
@@ -104,5 +106,44 @@ pub fn assert_bit_identical(a: &[Output], b: &[Output]) {
             }
             _ => assert_eq!(x, y),
         }
+    }
+}
+
+/// Outputs compared with floats (in tensors and in the JSON form) within 1e-6.
+pub fn assert_close_outputs(a: &[Output], b: &[Output]) {
+    fn close_json(x: &Value, y: &Value, what: &str) {
+        match (x, y) {
+            (Value::Number(p), Value::Number(q)) => {
+                let (p, q) = (
+                    p.as_f64().unwrap_or(f64::NAN),
+                    q.as_f64().unwrap_or(f64::NAN),
+                );
+                assert!((p - q).abs() <= 1e-6, "{what}: {p} vs {q}");
+            }
+            (Value::Array(p), Value::Array(q)) => {
+                assert_eq!(p.len(), q.len(), "{what}");
+                p.iter().zip(q).for_each(|(p, q)| close_json(p, q, what));
+            }
+            (Value::Object(p), Value::Object(q)) => {
+                assert_eq!(p.len(), q.len(), "{what}");
+                for (k, v) in p {
+                    close_json(v, q.get(k).unwrap_or(&Value::Null), what);
+                }
+            }
+            _ => assert_eq!(x, y, "{what}"),
+        }
+    }
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.name(), y.name());
+        if let (Some(tx), Some(ty)) = (x.as_tensor(), y.as_tensor()) {
+            assert_eq!(
+                (tx.datatype(), tx.shape()),
+                (ty.datatype(), ty.shape()),
+                "{}",
+                x.name()
+            );
+        }
+        close_json(&x.to_nested_json(), &y.to_nested_json(), x.name());
     }
 }

@@ -1,0 +1,1 @@
+//! The deploy supervisor and reset script.
