@@ -28,6 +28,8 @@ pub struct ClusterSpec {
     pub raft: Vec<SocketAddr>,
     /// Extra arguments for every `boat node`.
     pub node_args: Vec<String>,
+    /// File with the admin bearer token, handed to every node.
+    pub admin_token_file: Option<PathBuf>,
     /// Copy node output to this process's stderr, each line prefixed with
     /// the node id (otherwise only the node log files get it).
     pub inherit_output: bool,
@@ -47,7 +49,7 @@ impl ClusterSpec {
         };
         let http = (0..n).map(|i| addr(http_base + i as u16)).collect::<anyhow::Result<_>>()?;
         let raft = (0..n).map(|i| addr(raft_base + i as u16)).collect::<anyhow::Result<_>>()?;
-        Ok(Self { dir, boat_bin, ort_lib: None, http, raft, node_args: Vec::new(), inherit_output: false })
+        Ok(Self { dir, boat_bin, ort_lib: None, http, raft, node_args: Vec::new(), admin_token_file: None, inherit_output: false })
     }
 
     /// `n` nodes on free loopback ports.
@@ -58,7 +60,7 @@ impl ClusterSpec {
             http.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
             raft.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
         }
-        Ok(Self { dir, boat_bin, ort_lib: None, http, raft, node_args: Vec::new(), inherit_output: false })
+        Ok(Self { dir, boat_bin, ort_lib: None, http, raft, node_args: Vec::new(), admin_token_file: None, inherit_output: false })
     }
 
     pub fn len(&self) -> usize {
@@ -85,6 +87,10 @@ impl ClusterSpec {
         self.dir.join(format!("node-{i}.pid"))
     }
 
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.dir.join("admin-token")
+    }
+
     pub fn hold_file(&self, i: usize) -> PathBuf {
         self.dir.join(format!("node-{i}.hold"))
     }
@@ -109,6 +115,9 @@ impl ClusterSpec {
         if let Some(lib) = &self.ort_lib {
             cmd.arg("--ort-lib").arg(lib);
         }
+        if let Some(token) = &self.admin_token_file {
+            cmd.arg("--admin-token-file").arg(token);
+        }
         cmd.args(&self.node_args);
         if self.inherit_output {
             cmd.stdout(Stdio::null()).stderr(Stdio::piped());
@@ -118,6 +127,27 @@ impl ClusterSpec {
         cmd.stdin(Stdio::null()).kill_on_drop(true);
         cmd
     }
+}
+
+/// Returns the cluster's admin token file, creating it (mode 0600, 32
+/// random bytes in hex) when it does not exist yet.
+pub fn ensure_admin_token(path: &Path) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.exists() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        writeln!(f, "{token}")?;
+    }
+    Ok(path.to_path_buf())
 }
 
 /// Running node processes.

@@ -62,6 +62,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     spec.ort_lib = args.ort_lib.clone();
     spec.node_args = args.node_args.clone();
     spec.inherit_output = true;
+    spec.admin_token_file = Some(crate::cluster::ensure_admin_token(&spec.admin_token_path())?);
     for addr in spec.http.iter().chain(&spec.raft) {
         check_port_free(*addr)?;
     }
@@ -75,6 +76,11 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         eprintln!("boat:   node {i}: http://{}  (raft {})", cluster.spec.http[i], cluster.spec.raft[i]);
     }
     eprintln!("boat: try  curl {}/status   and   curl -L -X POST -H 'Content-Type: application/json' -d '{{\"input\": \"Hello\"}}' {}/predict", cluster.http(0), cluster.http(0));
+    eprintln!(
+        "boat: admin token in {} (mode 0600); send it as  -H \"Authorization: Bearer $(cat {})\"",
+        cluster.spec.admin_token_path().display(),
+        cluster.spec.admin_token_path().display()
+    );
     eprintln!("boat: Ctrl-C stops the cluster");
 
     let shutdown = crate::node_cmd::shutdown_signal();
