@@ -1,10 +1,246 @@
-//! `boat bench`: measurements on a fresh local cluster.
+//! `boat bench`: measurements on a fresh local cluster started from this
+//! binary, on free loopback ports, in a temporary directory.
+//!
+//! - `throughput`: closed-loop clients posting `/predict` to the leader, at
+//!   each concurrency level, repeated; reports medians over the repeats.
+//! - `failover`: SIGKILL the leader, time until a retrying client gets its
+//!   first 200 from the new leader; median and worst over the runs.
+//!
+//! Every loop is bounded by time and by count, and stops by itself.
 
-use clap::Args;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::client::HttpClient;
+use crate::cluster::{ClusterSpec, LocalCluster};
 
 #[derive(Debug, Clone, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchKind,
+}
 
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("benchmarks are not built yet")
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchKind {
+    /// Throughput and latency of /predict at several client counts.
+    Throughput(ThroughputArgs),
+    /// Time from SIGKILL of the leader to the first 200 from a new leader.
+    Failover(FailoverArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Nodes in the benchmark cluster.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Extra arguments for every node.
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ThroughputArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Concurrent clients, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    pub clients: Vec<usize>,
+    /// Seconds per trial.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Trials per client count; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Upper bound on requests per trial.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_requests: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FailoverArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Number of leader kills.
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchKind::Throughput(a) => throughput(a).await,
+        BenchKind::Failover(a) => failover(a).await,
+    }
+}
+
+/// A fresh cluster for one benchmark; removed when dropped.
+struct BenchCluster {
+    cluster: LocalCluster,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchCluster {
+    async fn start(args: &ClusterArgs) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("boat-bench-").tempdir()?;
+        let bin = std::env::current_exe().context("locating the boat binary")?;
+        let mut spec = ClusterSpec::free_ports(args.nodes, dir.path().to_path_buf(), bin)?;
+        spec.node_args = args.node_args.clone();
+        let cluster = LocalCluster::start(spec)?;
+        cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        Ok(Self { cluster, _dir: dir })
+    }
+
+    fn urls(&self) -> Vec<String> {
+        (0..self.cluster.len()).map(|i| self.cluster.http(i)).collect()
+    }
+}
+
+/// Latency percentiles in milliseconds (nearest rank).
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// One closed-loop trial: `clients` tasks post to `url` until the time or
+/// the request budget runs out.
+pub struct Trial {
+    pub ok: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+}
+
+pub async fn closed_loop(
+    client: &HttpClient,
+    url: &str,
+    body: Value,
+    clients: usize,
+    duration: Duration,
+    max_requests: usize,
+) -> Trial {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(max_requests));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, body, budget) = (client.clone(), url.to_string(), body.clone(), budget.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while Instant::now() < deadline
+                && budget.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |b| b.checked_sub(1)).is_ok()
+            {
+                let t = Instant::now();
+                match client.predict(&url, &body, None).await {
+                    Ok(r) if r.status.is_success() => lat.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut trial = Trial { ok: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for t in tasks {
+        if let Ok((lat, errors)) = t.await {
+            trial.ok += lat.len();
+            trial.errors += errors;
+            trial.latencies.extend(lat);
+        }
+    }
+    trial.elapsed = start.elapsed();
+    trial.latencies.sort();
+    trial
+}
+
+async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
+    let bench = BenchCluster::start(&args.cluster).await?;
+    let client = HttpClient::new()?;
+    let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let url = bench.cluster.http(leader);
+    let body = json!({"input": "Hello"});
+    println!("/predict on a {}-node cluster (echo model), {}s trials x {}, medians", args.cluster.nodes, args.seconds, args.repeat);
+    println!("{:>8} {:>12} {:>10} {:>10} {:>8}", "clients", "req/s", "p50 ms", "p99 ms", "errors");
+    for &clients in &args.clients {
+        let (mut rps, mut p50, mut p99, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        for _ in 0..args.repeat {
+            let t = closed_loop(&client, &url, body.clone(), clients, Duration::from_secs(args.seconds), args.max_requests).await;
+            rps.push(t.ok as f64 / t.elapsed.as_secs_f64());
+            p50.push(percentile_ms(&t.latencies, 50.0));
+            p99.push(percentile_ms(&t.latencies, 99.0));
+            errors += t.errors;
+        }
+        println!("{:>8} {:>12.0} {:>10.2} {:>10.2} {:>8}", clients, median(&mut rps), median(&mut p50), median(&mut p99), errors);
+    }
+    Ok(())
+}
+
+async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
+    if args.cluster.nodes < 3 {
+        bail!("failover needs at least three nodes");
+    }
+    let mut bench = BenchCluster::start(&args.cluster).await?;
+    let client = HttpClient::new()?;
+    let urls = bench.urls();
+    let mut times = Vec::new();
+    println!("failover on a {}-node cluster: SIGKILL the leader, time to the first 200 from a new leader", args.cluster.nodes);
+    for run in 0..args.runs {
+        let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let warm = client.predict(&urls[leader], &json!({"input": "warm"}), None).await?;
+        if !warm.status.is_success() {
+            bail!("warm-up prediction failed: {}", warm.text);
+        }
+        bench.cluster.kill_node(leader).await?;
+        let t0 = Instant::now();
+        let r = client
+            .predict_anywhere(&urls, &json!({"input": format!("failover {run}")}), None, t0 + Duration::from_secs(30))
+            .await?;
+        let took = t0.elapsed();
+        if !r.status.is_success() {
+            bail!("prediction after failover failed: {}", r.text);
+        }
+        println!("run {:>2}: node {leader} killed, node {} served after {:>7.1} ms", run + 1, r.body["node_id"], took.as_secs_f64() * 1000.0);
+        times.push(took.as_secs_f64() * 1000.0);
+        bench.cluster.start_node(leader)?;
+        let committed = bench.cluster.client.status(&urls[r.body["node_id"].as_u64().unwrap_or(0) as usize]).await?.commit_index;
+        bench.cluster.wait_for_applied(committed, Duration::from_secs(30)).await?;
+    }
+    let worst = times.iter().cloned().fold(f64::MIN, f64::max);
+    println!("failover over {} runs: median {:.1} ms, worst {:.1} ms", times.len(), median(&mut times), worst);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile_ms(&v, 50.0), 50.0);
+        assert_eq!(percentile_ms(&v, 99.0), 99.0);
+        assert_eq!(percentile_ms(&v[..1], 99.0), 1.0);
+    }
+
+    #[test]
+    fn median_of_even_and_odd_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
 }

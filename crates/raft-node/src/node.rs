@@ -38,7 +38,7 @@ pub struct RaftTuning {
 
 impl Default for RaftTuning {
     fn default() -> Self {
-        Self { heartbeat_ms: 100, election_min_ms: 400, election_max_ms: 800, snapshot_every: 5000, keep_after_snapshot: 1000 }
+        Self { heartbeat_ms: 50, election_min_ms: 250, election_max_ms: 500, snapshot_every: 5000, keep_after_snapshot: 1000 }
     }
 }
 
