@@ -8,6 +8,8 @@
 //! - `heal`: end all partitions and remove added delay.
 //! - `delay`: add `ms` milliseconds to every Raft message sent or received
 //!   (0 removes it).
+//! - `diverge`: change this replica's state digest as if it had computed a
+//!   different output; the leader's next checkpoint reports it.
 //!
 //! Access: while the node listens on a loopback address, loopback callers
 //! may use it freely. Otherwise every call needs `Authorization: Bearer
@@ -17,11 +19,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::require_control;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::server::AppState;
@@ -42,34 +45,7 @@ pub enum ControlCommand {
     Delay {
         ms: u64,
     },
-}
-
-/// Constant-time comparison, so the token cannot be guessed byte by byte
-/// from response times.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn authorize(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    if app.config.listen.ip().is_loopback() && peer.ip().is_loopback() {
-        return Ok(());
-    }
-    let Some(expected) = app.config.admin_token.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "/control is open to loopback callers only while the node listens on loopback, and no admin token is configured",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>"))?;
-    if same_secret(given.trim().as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "wrong admin token"))
-    }
+    Diverge,
 }
 
 #[tracing::instrument(skip_all, fields(%peer))]
@@ -79,7 +55,7 @@ pub async fn control(
     headers: HeaderMap,
     JsonBody(cmd): JsonBody<ControlCommand>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&app, peer, &headers)?;
+    require_control(&app.config, peer, &headers)?;
     let node = &app.node;
     let faults = node.faults();
     tracing::warn!(?cmd, "control command");
@@ -117,6 +93,10 @@ pub async fn control(
             faults.heal();
             json!({"ok": true, "cmd": "heal", "faults": faults.report()})
         }
+        ControlCommand::Diverge => {
+            node.state().inject_divergence();
+            json!({"ok": true, "cmd": "diverge", "node_id": node.id()})
+        }
         ControlCommand::Delay { ms } => {
             faults.set_delay(Duration::from_millis(ms));
             json!({"ok": true, "cmd": "delay", "faults": faults.report()})
@@ -128,13 +108,6 @@ pub async fn control(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_compare_by_content_and_length() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
-    }
 
     #[test]
     fn commands_parse_from_their_documented_form() {

@@ -2,18 +2,30 @@
 //!
 //! Modules:
 //! - [`server`]: router, shared state, bind and graceful shutdown.
-//! - [`predict`]: `POST /predict`, through the Raft log.
+//! - [`inference`]: the one prediction service behind every surface.
+//! - [`predict`]: Boat's `POST /predict`.
+//! - [`v2`]: the Open Inference Protocol (KServe v2) over HTTP.
+//! - [`predictions`]: `GET /predictions/{id}`, results of asynchronous requests.
+//! - [`models`]: model upload, listing, default version and deletion.
 //! - [`status`]: `GET /` and `GET /status`.
 //! - [`control`]: `POST /control`, failure injection.
+//! - [`metrics`]: `GET /metrics` and the metric descriptions.
+//! - [`auth`]: bearer-token checks.
 //! - [`extract`]: JSON body extraction with JSON errors.
 //! - [`error`]: the single error-to-HTTP mapping.
 
+pub mod auth;
 pub mod control;
 pub mod error;
 pub mod extract;
+pub mod inference;
+pub mod metrics;
+pub mod models;
 pub mod predict;
+pub mod predictions;
 pub mod server;
 pub mod status;
+pub mod v2;
 
 pub use error::ApiError;
 pub use server::{AppState, HttpConfig, HttpServer};

@@ -1,32 +1,37 @@
 //! The node's HTTP server: routes, shared state and graceful shutdown.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use boat_raft::RaftNode;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{control, error, predict, status};
+use crate::{control, error, metrics, models, predict, predictions, status, v2};
 
 /// HTTP settings of a node.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// Address the HTTP server binds to.
     pub listen: SocketAddr,
-    /// Largest accepted request body.
+    /// Largest accepted JSON request body.
     pub max_body_bytes: usize,
+    /// Largest accepted model upload.
+    pub max_model_bytes: usize,
     /// How long a write may wait for commit before the client gets 503.
     pub write_timeout: Duration,
-    /// Bearer token for `/control` from non-loopback callers.
+    /// Bearer token for admin writes and for `/control` from non-loopback callers.
     pub admin_token: Option<String>,
 }
 
 impl HttpConfig {
-    pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+    pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+    pub const DEFAULT_MAX_MODEL: usize = 256 * 1024 * 1024;
 }
 
 /// State shared by all handlers.
@@ -34,6 +39,9 @@ impl HttpConfig {
 pub struct AppState {
     pub node: RaftNode,
     pub config: Arc<HttpConfig>,
+    pub metrics: Option<PrometheusHandle>,
+    /// Asynchronous requests this node accepted that are not applied yet.
+    pub pending: Arc<Mutex<HashSet<String>>>,
     exit: watch::Sender<bool>,
 }
 
@@ -48,8 +56,23 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status::greeting))
         .route("/status", get(status::status))
+        .route("/metrics", get(metrics::render))
         .route("/predict", post(predict::predict))
+        .route("/predictions/{id}", get(predictions::get))
         .route("/control", post(control::control))
+        .route("/api/models", get(models::list))
+        .route("/api/models/{name}", get(models::show).post(models::upload))
+        .route("/api/models/{name}/default", post(models::set_default))
+        .route("/api/models/{name}/versions/{version}", delete(models::delete_version))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route("/v2/models/{name}/versions/{version}", get(v2::version_metadata))
+        .route("/v2/models/{name}/versions/{version}/ready", get(v2::version_ready))
+        .route("/v2/models/{name}/versions/{version}/infer", post(v2::version_infer))
         .fallback(error::not_found)
         .with_state(state)
 }
@@ -62,10 +85,11 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub async fn bind(node: RaftNode, config: HttpConfig) -> std::io::Result<Self> {
+    pub async fn bind(node: RaftNode, config: HttpConfig, metrics: Option<PrometheusHandle>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let (exit, exit_requested) = watch::channel(false);
-        Ok(Self { listener, state: AppState { node, config: Arc::new(config), exit }, exit_requested })
+        let state = AppState { node, config: Arc::new(config), metrics, pending: Arc::default(), exit };
+        Ok(Self { listener, state, exit_requested })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use boat_admin::{HttpConfig, HttpServer};
-use boat_raft::{BoatNode, Executor, NodeConfig, RaftNode, RaftTuning, Retention};
-use boat_serving::ModelRegistry;
+use boat_raft::{BatchConfig, BoatNode, Executor, NodeConfig, RaftNode, RaftTuning, Retention};
+use boat_serving::{ModelRegistry, RegistryConfig};
 use clap::Args;
 
 /// Arguments of `boat node`.
@@ -39,9 +39,33 @@ pub struct NodeArgs {
     /// File holding the admin bearer token (needed for /control from non-loopback callers).
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
-    /// Largest accepted HTTP request body, in bytes.
+    /// Largest accepted JSON request body, in bytes.
     #[arg(long, default_value_t = HttpConfig::DEFAULT_MAX_BODY)]
     pub max_body_bytes: usize,
+    /// Largest accepted model upload, in bytes.
+    #[arg(long, default_value_t = HttpConfig::DEFAULT_MAX_MODEL)]
+    pub max_model_bytes: usize,
+    /// Most requests packed into one log entry (1 turns batching off).
+    #[arg(long, default_value_t = BatchConfig::default().max_batch)]
+    pub max_batch: usize,
+    /// Microseconds a batch may wait to fill once it could be proposed.
+    #[arg(long, default_value_t = BatchConfig::default().max_wait.as_micros() as u64)]
+    pub max_wait_us: u64,
+    /// Batch entries per model that may be committing at once.
+    #[arg(long, default_value_t = BatchConfig::default().max_in_flight)]
+    pub max_in_flight: usize,
+    /// Requests queued or in flight before new ones get 429.
+    #[arg(long, default_value_t = BatchConfig::default().queue_capacity)]
+    pub queue_capacity: usize,
+    /// ONNX Runtime sessions per model version (concurrent runs).
+    #[arg(long, default_value_t = RegistryConfig::default().sessions_per_model)]
+    pub sessions_per_model: usize,
+    /// Most tensor elements one request may carry.
+    #[arg(long, default_value_t = RegistryConfig::default().max_elements_per_request)]
+    pub max_elements: usize,
+    /// Milliseconds between the leader's digest checkpoints.
+    #[arg(long, default_value_t = 2_000)]
+    pub checkpoint_ms: u64,
     /// How long /predict waits for commit before answering 503.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
@@ -105,7 +129,17 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
     args.validate()?;
     let members = args.members()?;
     boat_serving::init_runtime(args.ort_lib.as_deref()).context("loading ONNX Runtime")?;
-    let executor = Executor::new(ModelRegistry::default()).context("loading the built-in echo model")?;
+    let registry_config = RegistryConfig {
+        sessions_per_model: args.sessions_per_model,
+        max_elements_per_request: args.max_elements,
+        ..RegistryConfig::default()
+    };
+    registry_config.validate().map_err(anyhow::Error::msg)?;
+    let executor = Executor::new(ModelRegistry::new(registry_config));
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    boat_admin::metrics::describe();
     let admin_token = match &args.admin_token_file {
         None => None,
         Some(p) => Some(
@@ -125,6 +159,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
             keep_after_snapshot: args.keep_after_snapshot,
         },
         retention: Retention { max_records: args.max_records, max_age_ms: args.record_ttl_s * 1000 },
+        batch: BatchConfig {
+            max_batch: args.max_batch,
+            max_wait: Duration::from_micros(args.max_wait_us),
+            max_in_flight: args.max_in_flight,
+            queue_capacity: args.queue_capacity,
+        },
+        checkpoint_every: Duration::from_millis(args.checkpoint_ms.max(1)),
     };
     let node = RaftNode::start(config, executor).await.context("starting raft")?;
     let http = HttpServer::bind(
@@ -132,9 +173,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
         HttpConfig {
             listen: args.http,
             max_body_bytes: args.max_body_bytes,
+            max_model_bytes: args.max_model_bytes,
             write_timeout: Duration::from_millis(args.write_timeout_ms),
             admin_token,
         },
+        Some(metrics),
     )
     .await
     .with_context(|| format!("binding HTTP on {}", args.http))?;

@@ -1,80 +1,138 @@
 //! The replicated command set: what goes into a log entry (`Command`) and what
 //! applying it yields (`CommandResult`).
 //!
-//! Everything here is encoded with bincode both on disk and on the wire, so
-//! the types stay plain: JSON payloads travel as canonical JSON *text*, never
-//! as `serde_json::Value` (bincode cannot decode self-describing values).
+//! Everything here is encoded with bincode, both on disk and on the wire, so
+//! the types stay plain: tensors use the serving crate's compact encoding and
+//! nothing holds a self-describing `serde_json::Value`.
 
+use boat_serving::{Output, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// One entry's application payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// Run one prediction on every replica.
-    Predict(PredictCommand),
+    /// Requests for one model, packed by the leader into one entry.
+    PredictBatch(PredictBatch),
+    /// A new version of a model; it becomes the default at this entry.
+    UploadModel(UploadModel),
+    /// Make an existing version the default (a rollback or roll-forward).
+    SetDefault { name: String, version: u64 },
+    /// Remove a version that is not the default.
+    DeleteVersion { name: String, version: u64 },
+    /// The leader's state digest at `upto`. Every replica compares it with
+    /// its own digest at that index and reports a mismatch.
+    Checkpoint { upto: u64, digest: String },
 }
 
-/// A prediction request as the leader accepted it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PredictCommand {
-    /// Request id. When the client gave an idempotency key this is that key,
-    /// and a second command with the same id returns the first one's outcome.
-    pub id: String,
-    /// Model name the request is for.
+/// Requests the leader packed into one log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictBatch {
+    /// Node-local tag the proposing leader uses to learn when this entry
+    /// commits; meaningless to other nodes.
+    pub tag: u64,
     pub model: String,
-    /// The request's `input`, as canonical JSON text.
-    pub input_json: String,
-    /// Leader's wall clock (ms since the Unix epoch) when it proposed the
-    /// entry. Replicas use this, never their own clocks, to age out
-    /// idempotency records, so that every replica evicts the same ones.
+    /// A pinned version, or `None` for the default version at this entry.
+    pub version: Option<u64>,
+    /// Leader wall clock (ms since the Unix epoch) at proposal. Replicas use
+    /// this, never their own clocks, to age out records.
     pub proposed_at_ms: u64,
+    pub requests: Vec<PredictRequest>,
 }
 
-impl PredictCommand {
+/// One prediction request, validated by the leader before it was proposed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictRequest {
+    /// Request id; a client's idempotency key when it gave one.
+    pub id: String,
+    pub inputs: Vec<Tensor>,
+    /// Outputs the client asked for (all when `None`).
+    pub outputs: Option<Vec<String>>,
+}
+
+impl PredictRequest {
     /// Fingerprint of what the request asks for, to tell an honest retry from
     /// a different request that reuses an idempotency key.
-    pub fn fingerprint(&self) -> String {
+    pub fn fingerprint(&self, model: &str, version: Option<u64>) -> String {
         let mut h = Sha256::new();
-        h.update(self.model.as_bytes());
+        h.update(model.as_bytes());
         h.update([0u8]);
-        h.update(self.input_json.as_bytes());
+        h.update(version.unwrap_or(0).to_be_bytes());
+        // Encoding plain data with bincode cannot fail; an error would only
+        // make the fingerprint coarser, never panic.
+        h.update(bincode::serialize(&(&self.inputs, &self.outputs)).unwrap_or_default());
         hex::encode(h.finalize())
     }
 }
 
+/// A model file travelling through the log.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadModel {
+    pub name: String,
+    /// Hex SHA-256 of `bytes`, checked by every node before loading.
+    pub sha256: String,
+    pub uploaded_at_ms: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for UploadModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadModel")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
 /// What applying an entry produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub enum CommandResult {
-    /// Blank and membership entries produce nothing.
+    /// Blank, membership and checkpoint entries produce nothing.
     #[default]
     None,
-    Predicted(PredictOutcome),
+    /// One outcome per request of a `PredictBatch`, in order.
+    Predicted(Vec<PredictOutcome>),
+    /// A model change took effect.
+    ModelChanged(ModelChange),
+    /// A model command was refused (for example, deleting the default).
+    Refused(String),
+}
+
+/// The effect of a model command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelChange {
+    pub name: String,
+    pub version: u64,
+    /// The default version after the change.
+    pub default_version: Option<u64>,
+    pub index: u64,
 }
 
 /// The outcome of one prediction, as recorded in the replicated state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictOutcome {
     pub id: String,
     pub model: String,
+    /// The version that ran (0 when none could be resolved).
+    pub version: u64,
     /// Log index and term of the entry that first ran this request.
     pub index: u64,
     pub term: u64,
     pub result: PredictResult,
-    /// True when this outcome was answered from the idempotency record of
-    /// an earlier entry instead of being run again.
+    /// True when this outcome was answered from the record of an earlier
+    /// entry instead of being run again.
     pub duplicate: bool,
 }
 
-/// The model's answer, or why there is none.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The model's answer, or why there is none. Every variant is a
+/// deterministic function of the log, so all replicas record the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PredictResult {
-    /// Output as JSON text.
-    Output(String),
-    /// The model rejected the input (a client error, deterministic on every
-    /// replica).
+    Output(Vec<Output>),
+    /// The model rejected the input.
     InvalidInput(String),
-    /// The request names a model this cluster does not have.
+    /// The model or version does not exist at this entry.
     UnknownModel(String),
     /// The idempotency key was already used for a different request.
     KeyConflict(String),
@@ -83,20 +141,25 @@ pub enum PredictResult {
 }
 
 impl PredictResult {
-    /// A short, single-line rendering for logs (outputs are cut at 120 bytes).
+    /// A short, single-line rendering for logs.
     pub fn summary(&self) -> String {
-        fn cut(s: &str) -> &str {
-            match s.char_indices().nth(120) {
-                Some((i, _)) => &s[..i],
-                None => s,
-            }
+        fn cut(s: &str) -> String {
+            s.chars().take(120).collect()
         }
         match self {
-            PredictResult::Output(o) => format!("output {}", cut(o)),
+            PredictResult::Output(outputs) => {
+                let rendered = boat_serving::boat_output(outputs.clone()).to_string();
+                format!("output {}", cut(&rendered))
+            }
             PredictResult::InvalidInput(e) => format!("invalid input: {}", cut(e)),
             PredictResult::UnknownModel(e) => format!("unknown model: {}", cut(e)),
             PredictResult::KeyConflict(e) => format!("key conflict: {}", cut(e)),
             PredictResult::ModelError(e) => format!("model error: {}", cut(e)),
         }
     }
+}
+
+/// Hex SHA-256 of a byte string.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }

@@ -1,14 +1,15 @@
-//! Runs predictions for the state machine on this node's ONNX Runtime.
+//! Runs predictions for the state machine on this node's ONNX Runtime, and
+//! keeps the node's loaded models in step with the replicated catalog.
 //!
-//! The executor turns a command's JSON text into a call on the serving
-//! crate's registry and maps every failure to a deterministic
-//! `PredictResult`, so that all replicas record the same outcome.
+//! Every failure is mapped to a deterministic `PredictResult`, so that all
+//! replicas record the same outcome for the same entry.
 
-use boat_serving::{ModelRegistry, ServingError};
+use boat_serving::{ModelMeta, ModelRegistry, Output, ServingError, Tensor};
 
-use crate::command::PredictResult;
+use crate::catalog::{Catalog, VersionRecord};
+use crate::command::{sha256_hex, PredictResult};
 
-/// Name of the model every node carries from its first start.
+/// Name of the model every cluster starts with.
 pub const ECHO_MODEL: &str = "echo";
 
 /// Cheap to clone; shares the registry.
@@ -18,32 +19,86 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Creates an executor and loads the built-in echo model.
-    pub fn new(registry: ModelRegistry) -> Result<Self, ServingError> {
-        registry.load(ECHO_MODEL, 1, boat_serving::ECHO_ONNX)?;
-        Ok(Self { registry })
+    pub fn new(registry: ModelRegistry) -> Self {
+        Self { registry }
     }
 
     pub fn registry(&self) -> &ModelRegistry {
         &self.registry
     }
 
-    /// Whether a model of that name can be served.
-    pub fn has_model(&self, model: &str) -> bool {
-        self.registry.meta(model, 1).is_some()
+    /// Loads one catalog version after checking its checksum.
+    pub fn load_version(&self, name: &str, version: u64, record: &VersionRecord) -> Result<ModelMeta, ServingError> {
+        let bytes: &[u8] = if record.builtin { boat_serving::ECHO_ONNX } else { &record.bytes };
+        let actual = sha256_hex(bytes);
+        if actual != record.sha256 {
+            return Err(ServingError::InvalidModel(format!(
+                "{name} version {version}: sha256 is {actual}, the log says {}",
+                record.sha256
+            )));
+        }
+        self.registry.load(name, version, bytes)
     }
 
-    /// Runs one prediction. Blocking: call it off the async runtime.
-    pub fn predict(&self, model: &str, input_json: &str) -> PredictResult {
-        let input: serde_json::Value = match serde_json::from_str(input_json) {
-            Ok(v) => v,
-            Err(e) => return PredictResult::InvalidInput(format!("input is not JSON: {e}")),
-        };
-        match self.registry.predict_json(model, 1, &input) {
-            Ok(out) => PredictResult::Output(out.to_string()),
-            Err(ServingError::UnknownModel { name, .. }) => PredictResult::UnknownModel(name),
-            Err(ServingError::InvalidInput(m)) => PredictResult::InvalidInput(m),
-            Err(other) => PredictResult::ModelError(other.to_string()),
+    /// Makes the loaded models match the catalog: loads what is missing and
+    /// unloads what the catalog no longer has. Used after a snapshot is
+    /// restored or installed. Returns the versions that failed to load.
+    pub fn sync_catalog(&self, catalog: &Catalog) -> Vec<(String, u64, ServingError)> {
+        let mut failures = Vec::new();
+        for (name, version, record) in catalog.versions() {
+            if self.registry.contains(name, version) {
+                continue;
+            }
+            match self.load_version(name, version, record) {
+                Ok(_) => tracing::info!(model = name, version, "loaded model"),
+                Err(e) => {
+                    tracing::error!(model = name, version, error = %e, "cannot load a model of the catalog");
+                    failures.push((name.to_string(), version, e));
+                }
+            }
         }
+        for meta in self.registry.list() {
+            let kept = catalog.models.get(&meta.name).is_some_and(|e| e.versions.contains_key(&meta.version));
+            if !kept {
+                self.registry.unload(&meta.name, meta.version);
+            }
+        }
+        failures
+    }
+
+    /// Whether a request's outputs never depend on which other requests
+    /// share its batch, so batching across entries cannot change results.
+    pub fn batch_invariant(&self, name: &str, version: u64) -> bool {
+        self.registry.batch_invariant(name, version)
+    }
+
+    /// Runs several requests for one model version, batched where the model
+    /// allows. Blocking: call it off the async runtime.
+    pub fn run_batch(&self, name: &str, version: u64, requests: Vec<Vec<Tensor>>) -> Vec<PredictResult> {
+        self.registry.infer_batch(name, version, requests).into_iter().map(to_result).collect()
+    }
+}
+
+/// Keeps only the requested outputs (all when `None`), in the order asked.
+pub fn select_outputs(outputs: Vec<Output>, wanted: Option<&[String]>) -> Result<Vec<Output>, String> {
+    let Some(wanted) = wanted else { return Ok(outputs) };
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        match outputs.iter().find(|o| o.name() == w) {
+            Some(o) => out.push(o.clone()),
+            None => return Err(format!("the model has no output {w:?}")),
+        }
+    }
+    Ok(out)
+}
+
+fn to_result(r: Result<Vec<Output>, ServingError>) -> PredictResult {
+    match r {
+        Ok(outputs) => PredictResult::Output(outputs),
+        Err(ServingError::UnknownModel { name, version }) => {
+            PredictResult::UnknownModel(format!("model {name:?} version {version} is not loaded"))
+        }
+        Err(ServingError::InvalidInput(m)) => PredictResult::InvalidInput(m),
+        Err(other) => PredictResult::ModelError(other.to_string()),
     }
 }

@@ -1,18 +1,29 @@
 //! Raft replication for Boat.
 //!
-//! Every prediction is an entry in one replicated log; each node applies the
-//! committed entries to its own ONNX Runtime (through `boat-serving`).
+//! Every prediction and every model change is an entry in one replicated
+//! log; each node applies the committed entries to its own ONNX Runtime
+//! (through `boat-serving`).
 //!
 //! Modules:
 //! - [`types`]: openraft type configuration and the node address record.
 //! - [`command`]: the replicated command set and its results.
-//! - [`state`]: the deterministic applied state (idempotency records, digest).
-//! - [`executor`]: runs predictions for the state machine.
+//! - [`catalog`]: the replicated model catalog (versions and defaults).
+//! - [`state`]: the deterministic applied state (records, digest, checkpoints).
+//! - [`apply`]: applying committed entries, with batched inference.
+//! - [`executor`]: runs predictions and keeps loaded models in step with the catalog.
+//! - [`batcher`]: leader-side packing of concurrent requests into one entry.
+//! - [`commit`]: tells a proposer when its entry commits.
 //! - [`store`]: sled-backed log, vote and state machine with snapshots.
 //! - [`network`]: the tonic transport and fault injection.
 //! - [`node`]: a running node and the operations the HTTP layer calls.
+//! - `background`: leader checkpoints and Raft metrics.
 
+pub mod apply;
+mod background;
+pub mod batcher;
+pub mod catalog;
 pub mod command;
+pub mod commit;
 pub mod executor;
 pub mod network;
 pub mod node;
@@ -20,9 +31,11 @@ pub mod state;
 pub mod store;
 pub mod types;
 
-pub use command::{Command, CommandResult, PredictCommand, PredictOutcome, PredictResult};
+pub use batcher::{BatchConfig, Ticket};
+pub use catalog::Catalog;
+pub use command::{Command, CommandResult, ModelChange, PredictOutcome, PredictRequest, PredictResult, UploadModel};
 pub use executor::{Executor, ECHO_MODEL};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};
-pub use state::Retention;
+pub use state::{Divergence, Retention};
 pub use types::{BoatNode, NodeId};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
@@ -13,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::command::{Command, CommandResult, PredictCommand, PredictOutcome};
+use crate::batcher::{BatchConfig, Batcher, Ticket};
+use crate::command::{Command, CommandResult, PredictRequest};
+use crate::commit::CommitTracker;
 use crate::executor::Executor;
 use crate::network::{FaultReport, Faults, NetworkFactory, RaftGrpcService};
-use crate::state::Retention;
+use crate::state::{Divergence, Retention};
 use crate::store::{LogStore, StateMachineStore, StateView};
 use crate::types::{BoatNode, NodeId, Raft};
 
@@ -53,6 +56,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub tuning: RaftTuning,
     pub retention: Retention,
+    pub batch: BatchConfig,
+    /// How often the leader proposes a checkpoint of its digest.
+    pub checkpoint_every: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +76,27 @@ pub enum StartError {
 }
 
 /// Why a write was not applied here.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("this node is not the leader")]
     NotLeader { leader_id: Option<NodeId>, leader_http: Option<String> },
+    #[error("too many requests are queued")]
+    Overloaded,
+    #[error("leadership was lost before the entry committed")]
+    Lost,
     #[error("raft stopped: {0}")]
     Fatal(String),
+}
+
+pub(crate) fn map_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>) -> WriteError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader {
+            leader_id: f.leader_id,
+            leader_http: f.leader_node.map(|n| n.http_addr),
+        },
+        RaftError::APIError(e) => WriteError::Fatal(e.to_string()),
+        RaftError::Fatal(e) => WriteError::Fatal(e.to_string()),
+    }
 }
 
 /// Per-member line of `/status`.
@@ -106,6 +127,9 @@ pub struct NodeStatus {
     pub state_digest: String,
     pub predictions_run: u64,
     pub idempotency_records: usize,
+    /// Set when a leader checkpoint showed this replica computed something
+    /// different from the leader.
+    pub divergence: Option<Divergence>,
     pub faults: FaultReport,
 }
 
@@ -122,6 +146,7 @@ struct Inner {
     state: StateView,
     executor: Executor,
     faults: Faults,
+    batcher: Batcher,
     shutdown: watch::Sender<bool>,
 }
 
@@ -135,7 +160,8 @@ impl RaftNode {
         let storage_err = |e: &dyn std::fmt::Display| StartError::Storage(cfg.data_dir.clone(), e.to_string());
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage_err(&e))?;
         let db = sled::Config::new().path(cfg.data_dir.join("raft.sled")).open().map_err(|e| storage_err(&e))?;
-        let log = LogStore::open(&db).map_err(|e| storage_err(&e))?;
+        let tracker = CommitTracker::default();
+        let log = LogStore::open(&db, tracker.clone()).map_err(|e| storage_err(&e))?;
         let sm = StateMachineStore::open(&db, executor.clone(), cfg.retention).map_err(|e| storage_err(&e))?;
         let state = sm.view();
 
@@ -186,7 +212,54 @@ impl RaftNode {
             }
         }
 
-        Ok(Self { inner: Arc::new(Inner { id: cfg.id, raft, log, state, executor, faults, shutdown }) })
+        cfg.batch.validate().map_err(StartError::Config)?;
+        let batcher = Batcher::new(raft.clone(), tracker, cfg.batch.clone());
+        let node = Self { inner: Arc::new(Inner { id: cfg.id, raft, log, state, executor, faults, batcher, shutdown }) };
+        tokio::spawn(crate::background::checkpoints(node.clone(), cfg.checkpoint_every));
+        tokio::spawn(crate::background::raft_metrics(node.clone()));
+        Ok(node)
+    }
+
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub(crate) fn log_store(&self) -> &LogStore {
+        &self.inner.log
+    }
+
+    /// Resolves when the node is shutting down.
+    pub(crate) async fn stopped(&self) {
+        let mut rx = self.inner.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    fn not_leader(&self) -> WriteError {
+        let (leader_id, leader_http) = match self.leader() {
+            Some((id, http)) => (Some(id), http),
+            None => (None, None),
+        };
+        WriteError::NotLeader { leader_id, leader_http }
+    }
+
+    /// Queues a validated prediction for the next batch entry.
+    pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.inner.batcher.submit(model, version, request)
+    }
+
+    /// Appends a model command and waits until it is applied here.
+    pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.inner.raft.client_write(cmd).await.map(|r| r.data).map_err(map_write_error)
     }
 
     pub fn id(&self) -> NodeId {
@@ -214,23 +287,6 @@ impl RaftNode {
         Some((id, http))
     }
 
-    /// Appends a prediction, waits until a majority has it on disk and this
-    /// node has applied it, and returns the outcome.
-    pub async fn predict(&self, cmd: PredictCommand) -> Result<PredictOutcome, WriteError> {
-        match self.inner.raft.client_write(Command::Predict(cmd)).await {
-            Ok(resp) => match resp.data {
-                CommandResult::Predicted(outcome) => Ok(outcome),
-                CommandResult::None => Err(WriteError::Fatal("a prediction entry produced no outcome".into())),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(WriteError::NotLeader {
-                leader_id: f.leader_id,
-                leader_http: f.leader_node.map(|n| n.http_addr),
-            }),
-            Err(RaftError::APIError(e)) => Err(WriteError::Fatal(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(WriteError::Fatal(e.to_string())),
-        }
-    }
-
     pub fn status(&self) -> NodeStatus {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow().clone();
@@ -240,9 +296,15 @@ impl RaftNode {
             .map(|(id, n)| MemberStatus { id: *id, raft_addr: n.raft_addr.clone(), http_addr: n.http_addr.clone() })
             .collect();
         let leader_http = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.http_addr.clone()));
-        let (last_applied, digest, predictions_run, records) = {
+        let (last_applied, digest, predictions_run, records, divergence) = {
             let s = self.inner.state.read();
-            (s.last_applied.map(|l| l.index).unwrap_or(0), s.digest.clone(), s.predictions_run, s.records_held())
+            (
+                s.last_applied.map(|l| l.index).unwrap_or(0),
+                s.digest.clone(),
+                s.predictions_run,
+                s.records_held(),
+                s.divergence.clone(),
+            )
         };
         NodeStatus {
             node_id: self.inner.id,
@@ -261,6 +323,7 @@ impl RaftNode {
             state_digest: digest,
             predictions_run,
             idempotency_records: records,
+            divergence,
             faults: self.inner.faults.report(),
         }
     }

@@ -5,19 +5,21 @@
 //! - Applying the same entries in the same order from the same state gives
 //!   the same `AppliedState` on every node; nothing here reads a local clock,
 //!   a random source or iteration order of a hash map.
-//! - `digest` is a running SHA-256 over every applied prediction outcome
-//!   (index, id, result), so two replicas with equal `last_applied` and equal
-//!   digest have produced the same results.
+//! - `digest` is a running SHA-256 over every applied prediction outcome and
+//!   model change, so two replicas with equal `last_applied` and equal digest
+//!   have produced the same results.
 
 use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::command::{PredictCommand, PredictOutcome, PredictResult};
+use crate::catalog::Catalog;
+use crate::command::{PredictOutcome, PredictResult};
 use crate::types::{LogId, StoredMembership};
 
-/// How long idempotency records are kept, by count and by age.
+/// How long prediction records (idempotency and async results) are kept,
+/// by count and by age.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Retention {
     pub max_records: usize,
@@ -30,13 +32,16 @@ impl Default for Retention {
     }
 }
 
+/// Digests kept for comparison with the leader's checkpoints.
+const DIGEST_HISTORY: usize = 4096;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     fingerprint: String,
     outcome: PredictOutcome,
 }
 
-/// Idempotency records, evicted oldest first.
+/// Prediction records, evicted oldest first.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct RecordTable {
     by_id: HashMap<String, Record>,
@@ -61,10 +66,9 @@ impl RecordTable {
     }
 }
 
-/// What to do with a prediction command, decided before any model runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to do with a prediction request, decided before any model runs.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Run the model.
     Run,
     /// Answer with an earlier outcome (a retry).
     Replay(PredictOutcome),
@@ -72,24 +76,40 @@ pub enum Decision {
     Conflict,
 }
 
+/// A replica's digest disagreed with the leader's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Divergence {
+    pub index: u64,
+    pub local_digest: String,
+    pub leader_digest: String,
+    /// Log index of the checkpoint entry that revealed it.
+    pub detected_at: u64,
+}
+
 /// The replicated, snapshotted state of one node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AppliedState {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
-    /// Hex SHA-256 chain over applied outcomes; empty string before the first.
+    /// Hex SHA-256 chain; empty before the first fold.
     pub digest: String,
     /// Predictions run (not counting replays of idempotent retries).
     pub predictions_run: u64,
+    pub catalog: Catalog,
+    /// First divergence from the leader this replica has seen, if any.
+    pub divergence: Option<Divergence>,
     records: RecordTable,
+    /// (index, digest after that index) for recent indexes that changed it.
+    history: VecDeque<(u64, String)>,
+    history_truncated: bool,
 }
 
 impl AppliedState {
-    /// Looks up the idempotency record for `cmd`.
-    pub fn decide(&self, cmd: &PredictCommand) -> Decision {
-        match self.records.by_id.get(&cmd.id) {
+    /// Looks up the record for a request id.
+    pub fn decide(&self, id: &str, fingerprint: &str) -> Decision {
+        match self.records.by_id.get(id) {
             None => Decision::Run,
-            Some(r) if r.fingerprint == cmd.fingerprint() => {
+            Some(r) if r.fingerprint == fingerprint => {
                 let mut earlier = r.outcome.clone();
                 earlier.duplicate = true;
                 Decision::Replay(earlier)
@@ -98,91 +118,125 @@ impl AppliedState {
         }
     }
 
-    /// Records the result of a prediction that ran at `log_id` and returns
-    /// its outcome. A conflicting key is answered but not recorded, so the
-    /// original record stays authoritative.
-    pub fn record(
-        &mut self,
-        cmd: &PredictCommand,
-        log_id: LogId,
-        result: PredictResult,
-        retention: Retention,
-    ) -> PredictOutcome {
-        let outcome = PredictOutcome {
-            id: cmd.id.clone(),
-            model: cmd.model.clone(),
-            index: log_id.index,
-            term: log_id.leader_id.term,
-            result,
-            duplicate: false,
-        };
-        self.fold_digest(&outcome);
-        if !matches!(outcome.result, PredictResult::KeyConflict(_)) {
-            self.predictions_run += 1;
-            let record = Record { fingerprint: cmd.fingerprint(), outcome: outcome.clone() };
-            self.records.insert(cmd.id.clone(), cmd.proposed_at_ms, record, retention);
-        }
-        outcome
+    /// The recorded outcome of a request, if it is still held.
+    pub fn outcome(&self, id: &str) -> Option<&PredictOutcome> {
+        self.records.by_id.get(id).map(|r| &r.outcome)
     }
 
-    /// Number of idempotency records held.
+    /// Records a prediction outcome, folding it into the digest. A key
+    /// conflict is answered but not recorded, so the original stays.
+    pub fn record(&mut self, fingerprint: String, outcome: PredictOutcome, proposed_at_ms: u64, retention: Retention) {
+        self.fold(outcome.index, &[outcome.id.as_bytes(), &bincode::serialize(&outcome.result).unwrap_or_default()]);
+        if !matches!(outcome.result, PredictResult::KeyConflict(_)) {
+            self.predictions_run += 1;
+            let id = outcome.id.clone();
+            self.records.insert(id, proposed_at_ms, Record { fingerprint, outcome }, retention);
+        }
+    }
+
+    /// Folds a model change into the digest.
+    pub fn record_model_change(&mut self, index: u64, what: &str, name: &str, version: u64) {
+        self.fold(index, &[what.as_bytes(), name.as_bytes(), &version.to_be_bytes()]);
+    }
+
     pub fn records_held(&self) -> usize {
         self.records.by_id.len()
     }
 
-    fn fold_digest(&mut self, outcome: &PredictOutcome) {
+    /// Compares the leader's digest at `upto` with ours. Returns the
+    /// divergence when they differ (and remembers the first one).
+    pub fn check(&mut self, upto: u64, leader_digest: &str, checkpoint_index: u64) -> Option<Divergence> {
+        let local = self.digest_at(upto)?;
+        if local == leader_digest {
+            return None;
+        }
+        let d = Divergence {
+            index: upto,
+            local_digest: local,
+            leader_digest: leader_digest.to_string(),
+            detected_at: checkpoint_index,
+        };
+        if self.divergence.is_none() {
+            self.divergence = Some(d.clone());
+        }
+        Some(d)
+    }
+
+    /// Our digest after applying every entry up to `index`, when known.
+    fn digest_at(&self, index: u64) -> Option<String> {
+        match self.history.iter().rev().find(|(i, _)| *i <= index) {
+            Some((_, d)) => Some(d.clone()),
+            None if !self.history_truncated => Some(String::new()),
+            None => None,
+        }
+    }
+
+    /// Simulates a replica that computed something different (fault
+    /// injection for testing the divergence check).
+    pub fn perturb_digest(&mut self, index: u64) {
+        self.fold(index, &[b"injected divergence"]);
+    }
+
+    fn fold(&mut self, index: u64, parts: &[&[u8]]) {
         let mut h = Sha256::new();
         h.update(self.digest.as_bytes());
-        h.update(outcome.index.to_be_bytes());
-        h.update(outcome.id.as_bytes());
-        h.update([0u8]);
-        // bincode of a plain enum is deterministic; it cannot fail for these
-        // types, but an error still folds in a stable marker rather than panic.
-        h.update(bincode::serialize(&outcome.result).unwrap_or_else(|_| b"?".to_vec()));
+        h.update(index.to_be_bytes());
+        for p in parts {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p);
+        }
         self.digest = hex::encode(h.finalize());
+        match self.history.back_mut() {
+            Some((i, d)) if *i == index => d.clone_from(&self.digest),
+            _ => self.history.push_back((index, self.digest.clone())),
+        }
+        if self.history.len() > DIGEST_HISTORY {
+            self.history.pop_front();
+            self.history_truncated = true;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::CommittedLeaderId;
 
-    fn cmd(id: &str, input: &str, at: u64) -> PredictCommand {
-        PredictCommand { id: id.into(), model: "echo".into(), input_json: input.into(), proposed_at_ms: at }
-    }
-
-    fn log_id(index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(1, 0), index)
+    fn outcome(id: &str, index: u64, out: &str) -> PredictOutcome {
+        PredictOutcome {
+            id: id.into(),
+            model: "echo".into(),
+            version: 1,
+            index,
+            term: 1,
+            result: PredictResult::InvalidInput(out.into()),
+            duplicate: false,
+        }
     }
 
     #[test]
-    fn retry_replays_the_first_outcome() {
+    fn retry_replays_the_first_outcome_and_conflicts_are_refused() {
         let mut s = AppliedState::default();
-        let c = cmd("k", "\"a\"", 1);
-        assert_eq!(s.decide(&c), Decision::Run);
-        let first = s.record(&c, log_id(3), PredictResult::Output("\"a\"".into()), Retention::default());
-        match s.decide(&c) {
+        assert_eq!(s.decide("k", "f1"), Decision::Run);
+        s.record("f1".into(), outcome("k", 3, "a"), 1, Retention::default());
+        match s.decide("k", "f1") {
             Decision::Replay(o) => {
                 assert!(o.duplicate);
                 assert_eq!(o.index, 3);
-                assert_eq!(o.result, first.result);
             }
             other => panic!("expected a replay, got {other:?}"),
         }
-        assert_eq!(s.decide(&cmd("k", "\"b\"", 2)), Decision::Conflict);
+        assert_eq!(s.decide("k", "f2"), Decision::Conflict);
     }
 
     #[test]
     fn digest_depends_on_every_outcome() {
-        let mut a = AppliedState::default();
-        let mut b = AppliedState::default();
+        let (mut a, mut b) = (AppliedState::default(), AppliedState::default());
         let r = Retention::default();
-        a.record(&cmd("1", "1", 1), log_id(1), PredictResult::Output("1".into()), r);
-        b.record(&cmd("1", "1", 1), log_id(1), PredictResult::Output("1".into()), r);
+        a.record("f".into(), outcome("1", 1, "x"), 1, r);
+        b.record("f".into(), outcome("1", 1, "x"), 1, r);
         assert_eq!(a.digest, b.digest);
-        a.record(&cmd("2", "2", 1), log_id(2), PredictResult::Output("2".into()), r);
-        b.record(&cmd("2", "2", 1), log_id(2), PredictResult::Output("3".into()), r);
+        a.record("f".into(), outcome("2", 2, "x"), 1, r);
+        b.record("f".into(), outcome("2", 2, "y"), 1, r);
         assert_ne!(a.digest, b.digest);
     }
 
@@ -191,11 +245,29 @@ mod tests {
         let mut s = AppliedState::default();
         let r = Retention { max_records: 3, max_age_ms: 100 };
         for i in 0..5u64 {
-            s.record(&cmd(&i.to_string(), "0", i), log_id(i + 1), PredictResult::Output("0".into()), r);
+            s.record("f".into(), outcome(&i.to_string(), i + 1, "x"), i, r);
         }
         assert_eq!(s.records_held(), 3);
-        assert_eq!(s.decide(&cmd("0", "0", 0)), Decision::Run);
-        s.record(&cmd("late", "0", 1_000), log_id(9), PredictResult::Output("0".into()), r);
+        assert_eq!(s.decide("0", "f"), Decision::Run);
+        s.record("f".into(), outcome("late", 9, "x"), 1_000, r);
         assert_eq!(s.records_held(), 1, "records older than max_age are dropped");
+    }
+
+    #[test]
+    fn checkpoints_find_a_replica_that_differs() {
+        let (mut a, mut b) = (AppliedState::default(), AppliedState::default());
+        let r = Retention::default();
+        for s in [&mut a, &mut b] {
+            s.record("f".into(), outcome("1", 5, "x"), 1, r);
+        }
+        let leader_digest = a.digest.clone();
+        assert_eq!(b.check(5, &leader_digest, 6), None);
+        assert_eq!(b.check(7, &leader_digest, 8), None, "digest unchanged after 5");
+        b.perturb_digest(9);
+        a.record_model_change(9, "upload", "m", 1);
+        let d = b.check(9, &a.digest, 10).expect("divergence detected");
+        assert_eq!(d.index, 9);
+        assert_eq!(b.divergence.as_ref(), Some(&d));
+        assert_eq!(b.check(4, "", 11), None, "before the first fold both are empty");
     }
 }

@@ -5,6 +5,7 @@
 
 use std::ops::Range;
 
+use crate::check;
 use crate::error::ServingError;
 use crate::model::{IoKind, LoadedModel, ModelMeta};
 use crate::output::Output;
@@ -18,11 +19,16 @@ struct Pending {
     inputs: Vec<Tensor>,
 }
 
-pub(crate) fn run_batch(model: &LoadedModel, requests: Vec<Vec<Tensor>>) -> Vec<Outcome> {
+/// Checks each request (against `max_elements` too), then runs the valid ones.
+pub(crate) fn run_batch(
+    model: &LoadedModel,
+    requests: Vec<Vec<Tensor>>,
+    max_elements: usize,
+) -> Vec<Outcome> {
     let mut results: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
     let mut pending = Vec::new();
     for (index, inputs) in requests.into_iter().enumerate() {
-        match model.check_inputs(inputs) {
+        match check::check_inputs(model.meta(), inputs, max_elements) {
             Ok(inputs) => pending.push(Pending { index, inputs }),
             Err(e) => results[index] = Some(Err(e)),
         }

@@ -8,17 +8,31 @@
 //! Modules:
 //! - [`runtime`]: process-wide ONNX Runtime initialisation ([`init_runtime`]).
 //! - [`tensor`]: OIP tensors ([`Tensor`], [`DataType`], [`TensorData`]) and their JSON and
-//!   compact codecs ([`tensor::json`]).
+//!   compact codecs ([`tensor::json`]); shapes are validated without allocating from them.
 //! - [`output`]: model outputs ([`Output`]), including the JSON form of non-tensor outputs
 //!   such as sklearn ZipMap probabilities.
 //! - [`model`]: model metadata ([`ModelMeta`], [`IoMeta`]), validation of ONNX bytes
 //!   ([`validate`]), and one loaded model with its session pool.
 //! - [`registry`]: [`ModelRegistry`], the node's models keyed by name and version, with
-//!   `infer` and batched `infer_batch`.
-//! - [`predict`]: the simple Boat JSON form, [`ModelRegistry::predict_json`].
+//!   `check` (validate a request without running it), `infer`, batched `infer_batch`, and
+//!   `batch_invariant`; [`RegistryConfig`] holds the session pool size and the request size
+//!   limit (`max_elements_per_request`).
+//! - [`predict`]: the simple Boat JSON form: [`ModelRegistry::boat_inputs`] (convert and
+//!   check), [`boat_output`] (render) and [`ModelRegistry::predict_json`] (both plus a run).
+//! - [`oip`]: the Open Inference Protocol (KServe v2) JSON codec: [`oip::InferRequest`],
+//!   [`oip::infer_response`], [`oip::model_metadata`], [`oip::check_requested_outputs`].
+//! - `check` (private): the one gate every request passes: the model's signature and the
+//!   size limit.
+//! - `probe` (private): the load-time batch-invariance probe behind
+//!   [`ModelRegistry::batch_invariant`].
 //! - `batch` (private): concatenating requests into one run and splitting the results.
 //! - `convert` (private): conversions to and from `ort` values.
 //! - [`error`]: the crate's error enum, [`ServingError`].
+//!
+//! Committing a request elsewhere (e.g. in a Raft log) and running it later splits into
+//! [`ModelRegistry::check`] (or [`ModelRegistry::boat_inputs`], or
+//! [`oip::InferRequest::from_json`] then `check` and [`oip::check_requested_outputs`])
+//! before the commit, and [`ModelRegistry::infer`] after it.
 //!
 //! ```no_run
 //! use boat_serving::{init_runtime, ModelRegistry, RegistryConfig, ECHO_ONNX};
@@ -33,11 +47,14 @@
 //! ```
 
 mod batch;
+mod check;
 mod convert;
 pub mod error;
 pub mod model;
+pub mod oip;
 pub mod output;
 pub mod predict;
+mod probe;
 pub mod registry;
 pub mod runtime;
 pub mod tensor;
@@ -46,6 +63,7 @@ pub use error::ServingError;
 pub use half::f16;
 pub use model::{validate, IoKind, IoMeta, ModelMeta, ModelSignature};
 pub use output::Output;
+pub use predict::boat_output;
 pub use registry::{ModelRegistry, RegistryConfig};
 pub use runtime::init_runtime;
 pub use tensor::{DataType, Tensor, TensorData};

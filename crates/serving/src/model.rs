@@ -1,5 +1,6 @@
-//! One loaded model: its metadata, a small pool of ONNX Runtime sessions, input checking and
-//! a single run.
+//! One loaded model: its metadata, a small pool of ONNX Runtime sessions and a single run.
+//! Loading also runs the batch-invariance probe (the private `probe` module); requests are
+//! checked against the metadata (the private `check` module) before they reach `run`.
 //!
 //! Sessions are built with `GraphOptimizationLevel::All`, one intra-op and one inter-op
 //! thread, sequential execution and deterministic compute, so every replica computes
@@ -17,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::convert;
 use crate::error::ServingError;
 use crate::output::Output;
+use crate::probe;
 use crate::runtime;
 use crate::tensor::{DataType, Tensor};
 
@@ -68,6 +70,7 @@ impl ModelSignature {
             size_bytes: self.size_bytes,
             inputs: self.inputs,
             outputs: self.outputs,
+            batch_invariant: false,
         }
     }
 }
@@ -87,6 +90,12 @@ pub struct ModelMeta {
     pub inputs: Vec<IoMeta>,
     /// Outputs, in graph order.
     pub outputs: Vec<IoMeta>,
+    /// Whether the load-time probe found every row's outputs bit-identical whatever batch
+    /// it ran in (see [`crate::ModelRegistry::batch_invariant`]). `false` when not probed,
+    /// when the model cannot take a batch (fixed first dimension) and when absent from old
+    /// serialised metadata.
+    #[serde(default)]
+    pub batch_invariant: bool,
 }
 
 /// Loads `onnx_bytes` into a throwaway session to check ONNX Runtime accepts it and that
@@ -159,12 +168,16 @@ impl LoadedModel {
         for _ in 1..sessions.max(1) {
             pool.push(Mutex::new(build_session(onnx_bytes)?));
         }
-        Ok(LoadedModel {
+        let mut model = LoadedModel {
             meta,
             sessions: pool,
             next: AtomicUsize::new(0),
             runs: AtomicU64::new(0),
-        })
+        };
+        model.meta.batch_invariant = probe::batch_invariant(&model);
+        // The probe's runs are not requests; nobody else holds the model yet.
+        model.runs.store(0, Ordering::Relaxed);
+        Ok(model)
     }
 
     pub(crate) fn meta(&self) -> &ModelMeta {
@@ -176,78 +189,7 @@ impl LoadedModel {
         self.runs.load(Ordering::Relaxed)
     }
 
-    /// Checks `inputs` against the model and returns them in the model's input order.
-    pub(crate) fn check_inputs(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError> {
-        let meta = &self.meta;
-        let expected = || {
-            meta.inputs
-                .iter()
-                .map(|i| format!("'{}' ({} {:?})", i.name, dt_name(i.datatype), i.shape))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut slots: Vec<Option<Tensor>> = vec![None; meta.inputs.len()];
-        for t in inputs {
-            let Some(idx) = meta.inputs.iter().position(|m| m.name == t.name()) else {
-                return Err(ServingError::input(format!(
-                    "model '{}' version {} has no input '{}'; its inputs are {}",
-                    meta.name,
-                    meta.version,
-                    t.name(),
-                    expected()
-                )));
-            };
-            let want = &meta.inputs[idx];
-            if slots[idx].is_some() {
-                return Err(ServingError::input(format!(
-                    "input '{}' given twice",
-                    want.name
-                )));
-            }
-            if want.datatype != Some(t.datatype()) {
-                return Err(ServingError::input(format!(
-                    "input '{}' has datatype {} but the model expects {}",
-                    want.name,
-                    t.datatype(),
-                    dt_name(want.datatype)
-                )));
-            }
-            let fits = want.shape.len() == t.shape().len()
-                && want
-                    .shape
-                    .iter()
-                    .zip(t.shape())
-                    .all(|(&w, &g)| w < 0 || w == g);
-            if !fits {
-                return Err(ServingError::input(format!(
-                    "input '{}' has shape {:?} but the model expects {:?} (-1 = any size)",
-                    want.name,
-                    t.shape(),
-                    want.shape
-                )));
-            }
-            slots[idx] = Some(t);
-        }
-        let missing: Vec<_> = meta
-            .inputs
-            .iter()
-            .zip(&slots)
-            .filter(|(_, s)| s.is_none())
-            .map(|(m, _)| format!("'{}'", m.name))
-            .collect();
-        if !missing.is_empty() {
-            return Err(ServingError::input(format!(
-                "missing input(s) {}; model '{}' version {} takes {}",
-                missing.join(", "),
-                meta.name,
-                meta.version,
-                expected()
-            )));
-        }
-        Ok(slots.into_iter().flatten().collect())
-    }
-
-    /// Runs checked inputs (from [`LoadedModel::check_inputs`]) once and converts the outputs.
+    /// Runs checked inputs (from `check::check_inputs`) once and converts the outputs.
     pub(crate) fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Output>, ServingError> {
         let values = inputs
             .into_iter()
@@ -281,8 +223,4 @@ impl LoadedModel {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-fn dt_name(dt: Option<DataType>) -> &'static str {
-    dt.map(DataType::as_str).unwrap_or("non-tensor")
 }

@@ -24,16 +24,31 @@ use crate::tensor::json::nested_shape;
 use crate::tensor::{Tensor, TensorData};
 
 impl ModelRegistry {
-    /// Runs one prediction in the Boat form described in [`crate::predict`] (blocking).
+    /// Converts a Boat-form input (see [`crate::predict`]) into the model's input tensors and
+    /// checks them as [`ModelRegistry::check`] does, without running anything. The result is
+    /// what [`ModelRegistry::predict_json`] would run; feed it to [`ModelRegistry::infer`]
+    /// and render with [`boat_output`] to get the same reply.
+    pub fn boat_inputs(
+        &self,
+        name: &str,
+        version: u64,
+        input: &Value,
+    ) -> Result<Vec<Tensor>, ServingError> {
+        let model = self.get(name, version)?;
+        self.check_for(&model, vec![boat_input(model.meta(), input)?])
+    }
+
+    /// Runs one prediction in the Boat form described in [`crate::predict`] (blocking):
+    /// [`ModelRegistry::boat_inputs`], one run, then [`boat_output`].
     pub fn predict_json(
         &self,
         name: &str,
         version: u64,
         input: &Value,
     ) -> Result<Value, ServingError> {
+        // One lookup, so the check and the run see the same model.
         let model = self.get(name, version)?;
-        let tensor = boat_input(model.meta(), input)?;
-        let checked = model.check_inputs(vec![tensor])?;
+        let checked = self.check_for(&model, vec![boat_input(model.meta(), input)?])?;
         Ok(boat_output(model.run(checked)?))
     }
 }
@@ -77,8 +92,9 @@ pub(crate) fn boat_input(meta: &ModelMeta, input: &Value) -> Result<Tensor, Serv
     Tensor::new(only.name.clone(), shape, data)
 }
 
-/// Shapes outputs into the Boat-form JSON reply.
-pub(crate) fn boat_output(outputs: Vec<Output>) -> Value {
+/// Renders a run's outputs as the Boat-form JSON reply described in [`crate::predict`]:
+/// a lone one-element tensor output as a JSON scalar, otherwise `{output_name: value}`.
+pub fn boat_output(outputs: Vec<Output>) -> Value {
     if let [Output::Tensor(t)] = outputs.as_slice() {
         if t.data().len() == 1 {
             if let Some(v) = t.data().json_element(0) {
@@ -128,6 +144,7 @@ mod tests {
                 kind: IoKind::Tensor,
             }],
             outputs: vec![],
+            batch_invariant: false,
         }
     }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::batch;
+use crate::check;
 use crate::error::ServingError;
 use crate::model::{self, LoadedModel, ModelMeta, ModelSignature};
 use crate::output::Output;
@@ -24,12 +25,18 @@ pub struct RegistryConfig {
     /// ONNX Runtime sessions kept per model, so that many requests can run one model at once
     /// (`Session::run` needs exclusive access). Default 2.
     pub sessions_per_model: usize,
+    /// Most elements one request may carry, summed over its input tensors; no input's
+    /// dimensions may multiply past it either (zero dimensions counted as 1). Applies to
+    /// `check`, `infer`, each request of `infer_batch`, `boat_inputs` and `predict_json`.
+    /// Default [`RegistryConfig::DEFAULT_MAX_ELEMENTS_PER_REQUEST`].
+    pub max_elements_per_request: usize,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             sessions_per_model: 2,
+            max_elements_per_request: Self::DEFAULT_MAX_ELEMENTS_PER_REQUEST,
         }
     }
 }
@@ -37,6 +44,9 @@ impl Default for RegistryConfig {
 impl RegistryConfig {
     /// Largest accepted `sessions_per_model`.
     pub const MAX_SESSIONS_PER_MODEL: usize = 64;
+
+    /// Default `max_elements_per_request`.
+    pub const DEFAULT_MAX_ELEMENTS_PER_REQUEST: usize = 1_000_000;
 
     /// Checks the settings are usable.
     pub fn validate(&self) -> Result<(), String> {
@@ -46,6 +56,9 @@ impl RegistryConfig {
                 Self::MAX_SESSIONS_PER_MODEL,
                 self.sessions_per_model
             ));
+        }
+        if self.max_elements_per_request == 0 {
+            return Err("max_elements_per_request must be at least 1".into());
         }
         Ok(())
     }
@@ -81,11 +94,13 @@ impl Default for ModelRegistry {
 }
 
 impl ModelRegistry {
-    /// An empty registry. `sessions_per_model` is clamped into the valid range.
+    /// An empty registry. `sessions_per_model` is clamped into the valid range and
+    /// `max_elements_per_request` raised to at least 1.
     pub fn new(mut config: RegistryConfig) -> ModelRegistry {
         config.sessions_per_model = config
             .sessions_per_model
             .clamp(1, RegistryConfig::MAX_SESSIONS_PER_MODEL);
+        config.max_elements_per_request = config.max_elements_per_request.max(1);
         ModelRegistry {
             inner: Arc::new(Inner {
                 config,
@@ -104,6 +119,7 @@ impl ModelRegistry {
     /// Loading the same bytes again under the same key is a cheap no-op returning the
     /// existing metadata, so replaying a log is idempotent. Different bytes replace the
     /// old model. Invalid bytes give [`ServingError::InvalidModel`] and change nothing.
+    /// Loading runs the batch-invariance probe (see [`ModelRegistry::batch_invariant`]).
     pub fn load(
         &self,
         name: &str,
@@ -185,7 +201,39 @@ impl ModelRegistry {
             .max()
     }
 
-    /// Runs one request (blocking). Inputs may come in any order.
+    /// Whether model `name` version `version` gives every row bit-identical outputs whatever
+    /// batch it runs in, as found by the probe run at load: for batch sizes 1, 2, 3, 8 and
+    /// 17 of seeded pseudo-random inputs (the same on every node), each row's outputs from
+    /// the batch are compared bit for bit with that row run alone (sequence and map outputs
+    /// by their JSON text). `false` for models whose inputs do not all have a dynamic first
+    /// dimension, for models that failed the probe, and for models not loaded.
+    ///
+    /// When `false`, grouping requests differently (as [`ModelRegistry::infer_batch`] does)
+    /// may change results in the last bits, so replicas that must agree bit for bit should
+    /// run such a model's requests one by one.
+    pub fn batch_invariant(&self, name: &str, version: u64) -> bool {
+        self.read()
+            .get(&(name.to_string(), version))
+            .is_some_and(|m| m.meta().batch_invariant)
+    }
+
+    /// Validates one request without running it: the same checks [`ModelRegistry::infer`]
+    /// makes (unknown model → [`ServingError::UnknownModel`]; the size limit, unknown,
+    /// duplicate or missing inputs, wrong datatype, rank or fixed dimension →
+    /// [`ServingError::InvalidInput`]). Returns the inputs as `infer` would run them (in the
+    /// model's input order), so a caller can check before committing a request and run it
+    /// later. Inputs may come in any order.
+    pub fn check(
+        &self,
+        name: &str,
+        version: u64,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, ServingError> {
+        let model = self.get(name, version)?;
+        self.check_for(&model, inputs)
+    }
+
+    /// Runs one request (blocking): [`ModelRegistry::check`], then one ONNX Runtime run.
     pub fn infer(
         &self,
         name: &str,
@@ -193,14 +241,14 @@ impl ModelRegistry {
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Output>, ServingError> {
         let model = self.get(name, version)?;
-        let checked = model.check_inputs(inputs)?;
+        let checked = self.check_for(&model, inputs)?;
         model.run(checked)
     }
 
     /// Runs several requests for one model (blocking), in one ONNX Runtime call where the
     /// model allows it. Results come back in request order, each as
-    /// [`ModelRegistry::infer`] would have returned it; a request that fails validation fails
-    /// alone.
+    /// [`ModelRegistry::infer`] would have returned it; a request that fails validation
+    /// (including the size limit, which applies per request) fails alone.
     ///
     /// Requests are concatenated along dimension 0 and run once when every model input and
     /// tensor output has a dynamic first dimension (sequence outputs also qualify) and the
@@ -214,9 +262,23 @@ impl ModelRegistry {
         requests: Vec<Vec<Tensor>>,
     ) -> Vec<Result<Vec<Output>, ServingError>> {
         match self.get(name, version) {
-            Ok(model) => batch::run_batch(&model, requests),
+            Ok(model) => batch::run_batch(&model, requests, self.max_elements()),
             Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
         }
+    }
+
+    /// [`ModelRegistry::check`] against an already looked-up model, so that a check and the
+    /// run after it see the same model even if it is replaced in between.
+    pub(crate) fn check_for(
+        &self,
+        model: &LoadedModel,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, ServingError> {
+        check::check_inputs(model.meta(), inputs, self.max_elements())
+    }
+
+    fn max_elements(&self) -> usize {
+        self.inner.config.max_elements_per_request
     }
 
     pub(crate) fn get(&self, name: &str, version: u64) -> Result<Arc<LoadedModel>, ServingError> {
@@ -252,24 +314,24 @@ mod tests {
 
     #[test]
     fn config_validation_and_defaults() {
-        assert_eq!(RegistryConfig::default().sessions_per_model, 2);
-        assert!(RegistryConfig {
-            sessions_per_model: 0
-        }
-        .validate()
-        .is_err());
-        assert!(RegistryConfig {
-            sessions_per_model: 4
-        }
-        .validate()
-        .is_ok());
+        let def = RegistryConfig::default();
+        assert_eq!(def.sessions_per_model, 2);
+        assert_eq!(def.max_elements_per_request, 1_000_000);
+        let with = |sessions, max| RegistryConfig {
+            sessions_per_model: sessions,
+            max_elements_per_request: max,
+        };
+        assert!(with(0, 10).validate().is_err());
+        assert!(with(4, 10).validate().is_ok());
+        assert!(with(4, 0).validate().is_err());
         let cfg: RegistryConfig = serde_json::from_str("{}").unwrap();
-        assert_eq!(cfg, RegistryConfig::default());
+        assert_eq!(cfg, def);
+        let cfg: RegistryConfig =
+            serde_json::from_str(r#"{"max_elements_per_request": 5}"#).unwrap();
+        assert_eq!(cfg, with(2, 5));
         assert!(serde_json::from_str::<RegistryConfig>(r#"{"bogus": 1}"#).is_err());
-        let reg = ModelRegistry::new(RegistryConfig {
-            sessions_per_model: 0,
-        });
-        assert_eq!(reg.config().sessions_per_model, 1);
+        let reg = ModelRegistry::new(with(0, 0));
+        assert_eq!(reg.config(), &with(1, 1));
     }
 
     #[test]
@@ -288,6 +350,11 @@ mod tests {
         assert!(errs
             .iter()
             .all(|r| matches!(r, Err(ServingError::UnknownModel { .. }))));
+        assert!(matches!(
+            reg.check("nope", 1, vec![]),
+            Err(ServingError::UnknownModel { .. })
+        ));
+        assert!(!reg.batch_invariant("nope", 1));
         assert!(reg.list().is_empty());
         assert_eq!(reg.unload("nope", 1), None);
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError};
 
+use crate::commit::CommitTracker;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
@@ -30,6 +31,7 @@ pub struct LogStore {
     meta: sled::Tree,
     /// Last committed index seen by `save_committed`, for `/status`.
     committed_index: Arc<AtomicU64>,
+    tracker: CommitTracker,
 }
 
 fn key(index: u64) -> [u8; 8] {
@@ -45,12 +47,13 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub fn open(db: &sled::Db, tracker: CommitTracker) -> Result<Self, sled::Error> {
         let store = Self {
             db: db.clone(),
             log: db.open_tree("log")?,
             meta: db.open_tree("meta")?,
             committed_index: Arc::new(AtomicU64::new(0)),
+            tracker,
         };
         if let Ok(Some(c)) = store.get_meta::<LogId>(COMMITTED) {
             store.committed_index.store(c.index, Ordering::Relaxed);
@@ -159,6 +162,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(c) = committed {
             self.put_meta(COMMITTED, &c)?;
             self.committed_index.store(c.index, Ordering::Relaxed);
+            self.tracker.on_commit(c.index);
         }
         Ok(())
     }
@@ -172,12 +176,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = bincode::serialize(&entry).map_err(write_err)?;
+        for entry in &entries {
+            let bytes = bincode::serialize(entry).map_err(write_err)?;
             batch.insert(&key(entry.log_id.index), bytes);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
+        self.tracker.on_append(&entries);
         let flushed = self.db.flush_async().await;
         callback.log_io_completed(flushed.map(|_| ()).map_err(std::io::Error::other));
         Ok(())
@@ -186,6 +192,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.remove_range(key(log_id.index)..)?;
         self.db.flush_async().await.map_err(write_err)?;
+        self.tracker.on_truncate(log_id.index);
         Ok(())
     }
 

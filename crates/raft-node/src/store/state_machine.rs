@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use openraft::{RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandResult, PredictCommand, PredictResult};
+use crate::command::CommandResult;
 use crate::executor::Executor;
-use crate::state::{AppliedState, Decision, Retention};
+use crate::state::{AppliedState, Retention};
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::apply::apply_entries;
 
 const CURRENT_SNAPSHOT: &[u8] = b"current";
 
@@ -37,6 +38,15 @@ impl StateView {
     /// value, so readers take it rather than fail.
     pub fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
         self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fault injection: makes this replica's digest differ from the others,
+    /// as if it had computed a different output, so that the leader's next
+    /// checkpoint exposes it.
+    pub fn inject_divergence(&self) {
+        let mut s = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let index = s.last_applied.map(|l| l.index).unwrap_or(0);
+        s.perturb_digest(index);
     }
 }
 
@@ -75,6 +85,7 @@ impl StateMachineStore {
             tracing::info!(last_applied = ?state.last_applied, "restored state from snapshot");
             *store.write() = state;
         }
+        store.executor.sync_catalog(&store.view().read().catalog);
         Ok(store)
     }
 
@@ -98,56 +109,6 @@ impl StateMachineStore {
         self.snapshots.insert(CURRENT_SNAPSHOT, bytes).map_err(sm_write_err)?;
         self.snapshots.flush_async().await.map_err(sm_write_err)?;
         Ok(())
-    }
-
-    /// Applies entries in order. Runs on a blocking thread because model
-    /// inference is CPU work.
-    fn apply_blocking(&self, entries: Vec<Entry>) -> Vec<CommandResult> {
-        let mut results = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let log_id = entry.log_id;
-            let result = match entry.payload {
-                EntryPayload::Blank => CommandResult::None,
-                EntryPayload::Membership(m) => {
-                    self.write().membership = StoredMembership::new(Some(log_id), m);
-                    CommandResult::None
-                }
-                EntryPayload::Normal(Command::Predict(cmd)) => self.apply_predict(&cmd, log_id),
-            };
-            self.write().last_applied = Some(log_id);
-            results.push(result);
-        }
-        results
-    }
-
-    fn apply_predict(&self, cmd: &PredictCommand, log_id: LogId) -> CommandResult {
-        // Only this task mutates the state, so deciding under a read lock and
-        // recording later under a write lock cannot race with another apply.
-        let decision = self.state.read().unwrap_or_else(|p| p.into_inner()).decide(cmd);
-        let outcome = match decision {
-            Decision::Replay(earlier) => {
-                tracing::info!(index = log_id.index, id = %cmd.id, first_index = earlier.index, "retry answered from the idempotency record");
-                earlier
-            }
-            Decision::Conflict => {
-                let msg = format!("idempotency key {:?} was already used for a different request", cmd.id);
-                self.write().record(cmd, log_id, PredictResult::KeyConflict(msg), self.retention)
-            }
-            Decision::Run => {
-                let result = self.executor.predict(&cmd.model, &cmd.input_json);
-                let outcome = self.write().record(cmd, log_id, result, self.retention);
-                tracing::info!(
-                    index = log_id.index,
-                    term = log_id.leader_id.term,
-                    id = %cmd.id,
-                    model = %cmd.model,
-                    result = %outcome.result.summary(),
-                    "applied prediction"
-                );
-                outcome
-            }
-        };
-        CommandResult::Predicted(outcome)
     }
 }
 
@@ -186,7 +147,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.apply_blocking(entries))
+        tokio::task::spawn_blocking(move || apply_entries(&this.state, &this.executor, this.retention, entries))
             .await
             .map_err(|e| StorageIOError::write_state_machine(&e).into())
     }
@@ -209,6 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
         tracing::info!(snapshot = %meta.snapshot_id, last_applied = ?state.last_applied, "installed snapshot from leader");
+        self.executor.sync_catalog(&state.catalog);
         *self.write() = state;
         Ok(())
     }

@@ -326,7 +326,8 @@ impl Tensor {
     /// Rows `range` of dimension 0 as a new tensor. The caller keeps `range` within
     /// [`Tensor::rows`]; the result is then valid by construction.
     pub(crate) fn slice_rows(&self, range: Range<usize>) -> Tensor {
-        let row_len = self.shape.iter().skip(1).product::<i64>() as usize;
+        // A valid tensor's trailing product fits (see `element_count`); 0 if not.
+        let row_len = element_count(self.shape.get(1..).unwrap_or_default()).unwrap_or(0);
         let mut shape = self.shape.clone();
         if let Some(d0) = shape.first_mut() {
             *d0 = range.len() as i64;
@@ -346,13 +347,45 @@ impl Tensor {
     }
 }
 
-/// Product of `shape`, rejecting negative dimensions and overflow.
+/// Most dimensions a tensor may have.
+pub const MAX_RANK: usize = 64;
+
+/// Product of `shape`, rejecting more than [`MAX_RANK`] dimensions, negative dimensions and
+/// absurd ones: the product with zero dimensions counted as 1 must fit in an `i64`, so
+/// that `[0, i64::MAX]` (no elements, but an impossible row length) is refused as well.
+/// Nothing is allocated from the shape.
 pub fn element_count(shape: &[i64]) -> Result<usize, String> {
-    shape.iter().try_fold(1usize, |acc, &d| {
-        let d =
-            usize::try_from(d).map_err(|_| format!("shape {shape:?} has a negative dimension"))?;
-        acc.checked_mul(d)
-            .ok_or_else(|| format!("shape {shape:?} has too many elements"))
+    if shape.len() > MAX_RANK {
+        return Err(format!(
+            "shape has {} dimensions; at most {MAX_RANK} are supported",
+            shape.len()
+        ));
+    }
+    let mut count: usize = 1;
+    let mut nominal: i64 = 1;
+    for &d in shape {
+        if d < 0 {
+            return Err(format!("shape {shape:?} has a negative dimension"));
+        }
+        nominal = nominal
+            .checked_mul(d.max(1))
+            .ok_or_else(|| format!("shape {shape:?} has absurdly large dimensions"))?;
+        // `d <= nominal <= i64::MAX`, and `count <= nominal`, so neither step can overflow
+        // a 64-bit `usize`; checked anyway for 32-bit targets.
+        count = usize::try_from(d)
+            .ok()
+            .and_then(|d| count.checked_mul(d))
+            .ok_or_else(|| format!("shape {shape:?} has too many elements"))?;
+    }
+    Ok(count)
+}
+
+/// Product of `shape` with zero dimensions counted as 1: how large the tensor would be if
+/// its empty dimensions were not empty. `None` if it overflows. Bounds what anything indexing
+/// by dimension (a row length, nested JSON) may touch.
+pub(crate) fn nominal_count(shape: &[i64]) -> Option<u64> {
+    shape.iter().try_fold(1u64, |acc, &d| {
+        acc.checked_mul(u64::try_from(d).ok()?.max(1))
     })
 }
 
@@ -383,6 +416,15 @@ mod tests {
         assert!(matches!(err, ServingError::InvalidInput(ref m) if m.contains("negative")));
         let err = Tensor::new("x", vec![i64::MAX, i64::MAX], vec![0u8].into()).unwrap_err();
         assert!(matches!(err, ServingError::InvalidInput(_)));
+        // no elements, but an absurd row length: refused, never allocated or iterated
+        let err = Tensor::new("x", vec![0, i64::MAX, 4], TensorData::Fp32(vec![])).unwrap_err();
+        assert!(matches!(err, ServingError::InvalidInput(ref m) if m.contains("absurd")));
+        let err = Tensor::new("x", vec![1; MAX_RANK + 1], vec![0u8].into()).unwrap_err();
+        assert!(matches!(err, ServingError::InvalidInput(ref m) if m.contains("at most")));
+        assert!(Tensor::new("x", vec![1; MAX_RANK], vec![0u8].into()).is_ok());
+        assert!(Tensor::new("x", vec![0, 1 << 40], TensorData::Fp32(vec![])).is_ok());
+        assert_eq!(nominal_count(&[0, 3, 0, 5]), Some(15));
+        assert_eq!(nominal_count(&[-1]), None);
         // rank 0 holds one element
         assert!(Tensor::new("s", vec![], vec![7i64].into()).is_ok());
     }

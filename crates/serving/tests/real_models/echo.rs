@@ -61,6 +61,7 @@ fn echo_metadata_and_embedded_bytes() {
     init();
     let reg = ModelRegistry::new(RegistryConfig {
         sessions_per_model: 1,
+        ..RegistryConfig::default()
     });
     let meta = reg.load("echo", 7, ECHO_ONNX).unwrap();
     assert_eq!(ECHO_ONNX, model_bytes("echo.onnx").as_slice());

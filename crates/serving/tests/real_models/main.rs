@@ -4,7 +4,10 @@
 //! workspace root (what `scripts/fetch-ort.sh` installs).
 
 mod batching;
+mod check;
 mod common;
 mod echo;
 mod errors;
+mod oip;
+mod probe;
 mod sklearn;

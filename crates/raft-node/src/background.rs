@@ -1,0 +1,60 @@
+//! Background tasks of a node: leader checkpoints and Raft metrics.
+
+use std::time::Duration;
+
+use crate::command::Command;
+use crate::node::RaftNode;
+
+/// On the leader, periodically proposes its digest at its last applied
+/// index, so that every replica can compare its own (see
+/// `AppliedState::check`).
+pub(crate) async fn checkpoints(node: RaftNode, every: Duration) {
+    let mut last_checked = 0u64;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = node.stopped() => return,
+            _ = tick.tick() => {}
+        }
+        if !node.is_leader() {
+            continue;
+        }
+        let (upto, digest) = {
+            let s = node.state().read();
+            (s.last_applied.map(|l| l.index).unwrap_or(0), s.digest.clone())
+        };
+        if upto <= last_checked || digest.is_empty() {
+            continue;
+        }
+        match node.write(Command::Checkpoint { upto, digest }).await {
+            Ok(_) => last_checked = upto,
+            Err(e) => tracing::debug!(error = %e, "checkpoint not written"),
+        }
+    }
+}
+
+/// Mirrors openraft's metrics into the `metrics` registry.
+pub(crate) async fn raft_metrics(node: RaftNode) {
+    let mut rx = node.raft().metrics();
+    let mut leader = None;
+    loop {
+        {
+            let m = rx.borrow_and_update();
+            metrics::gauge!("boat_raft_term").set(m.current_term as f64);
+            metrics::gauge!("boat_raft_last_applied").set(m.last_applied.map(|l| l.index).unwrap_or(0) as f64);
+            metrics::gauge!("boat_raft_is_leader").set(if m.state == openraft::ServerState::Leader { 1.0 } else { 0.0 });
+            metrics::gauge!("boat_raft_commit_index").set(node.log_store().committed_index() as f64);
+            if m.current_leader != leader {
+                if m.current_leader.is_some() {
+                    metrics::counter!("boat_raft_leader_changes_total").increment(1);
+                }
+                leader = m.current_leader;
+            }
+        }
+        tokio::select! {
+            _ = node.stopped() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+    }
+}
