@@ -45,6 +45,11 @@ pub fn ort_lib() -> PathBuf {
     p
 }
 
+/// A file of the repository's `models/` directory.
+pub fn model_path(file: &str) -> PathBuf {
+    workspace_root().join("models").join(file)
+}
+
 /// A running test cluster. Dropping it kills every node; when the test is
 /// failing, the node logs are printed and the directory is kept.
 pub struct Sandbox {
@@ -59,8 +64,28 @@ impl Sandbox {
         let mut spec = ClusterSpec::free_ports(n, dir.path().to_path_buf(), boat_bin())?;
         spec.ort_lib = Some(ort_lib());
         spec.node_args = node_args.iter().map(|s| s.to_string()).collect();
+        spec.admin_token_file = Some(boat::cluster::ensure_admin_token(&spec.admin_token_path())?);
         let cluster = LocalCluster::start(spec)?;
         Ok(Self { cluster, dir: Some(dir) })
+    }
+
+    /// The cluster's admin bearer token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.cluster.spec.admin_token_path()).unwrap_or_default().trim().to_string()
+    }
+
+    /// Uploads `models/<file>` as model `name` through node `i`.
+    pub async fn upload(&self, i: usize, name: &str, file: &str) -> anyhow::Result<Reply> {
+        let bytes = std::fs::read(model_path(file))?;
+        self.client().upload_model(&self.url(i), name, bytes, Some(&self.token())).await
+    }
+
+    /// Polls `/status` of every running node until `check` holds for all.
+    pub async fn wait_for_all(&self, what: &str, check: impl Fn(&NodeStatus) -> bool) -> anyhow::Result<()> {
+        for i in (0..self.cluster.len()).filter(|i| self.cluster.is_running(*i)) {
+            self.wait_for_status(i, what, &check).await?;
+        }
+        Ok(())
     }
 
     pub fn client(&self) -> &HttpClient {

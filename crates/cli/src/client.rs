@@ -8,6 +8,7 @@ use boat_raft::NodeStatus;
 use reqwest::header::HeaderMap;
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
+pub use reqwest::Method;
 use serde_json::Value;
 
 /// An HTTP answer with its body parsed as JSON when it is JSON.
@@ -77,6 +78,38 @@ impl HttpClient {
         let mut req = self.http.post(format!("{base}/predict")).json(body);
         if let Some(k) = key {
             req = req.header("idempotency-key", k);
+        }
+        Self::finish(req.send().await?).await
+    }
+
+    /// Uploads an ONNX file as a new model version (admin token required).
+    pub async fn upload_model(&self, base: &str, name: &str, bytes: Vec<u8>, token: Option<&str>) -> anyhow::Result<Reply> {
+        let mut req = self
+            .http
+            .post(format!("{base}/api/models/{name}"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::finish(req.send().await?).await
+    }
+
+    /// A JSON request with an optional bearer token.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Reply> {
+        let mut req = self.http.request(method, format!("{base}{path}"));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
         }
         Self::finish(req.send().await?).await
     }
