@@ -33,7 +33,9 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {
@@ -70,29 +72,46 @@ fn entry_json(app: &AppState, name: &str, entry: &ModelEntry) -> Value {
 
 pub async fn list(State(app): State<AppState>) -> Json<Value> {
     let state = app.node.state().read();
-    let models: Vec<Value> = state.catalog.models.iter().map(|(n, e)| entry_json(&app, n, e)).collect();
+    let models: Vec<Value> = state
+        .catalog
+        .models
+        .iter()
+        .map(|(n, e)| entry_json(&app, n, e))
+        .collect();
     Json(json!({ "models": models }))
 }
 
-pub async fn show(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let state = app.node.state().read();
-    let entry = state
-        .catalog
-        .models
-        .get(&name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown model {name:?}")))?;
+    let entry =
+        state.catalog.models.get(&name).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("unknown model {name:?}"))
+        })?;
     Ok(Json(entry_json(&app, &name, entry)))
 }
 
 /// Appends a model command and maps its result.
-async fn write(app: &AppState, cmd: Command, path: &str) -> Result<boat_raft::ModelChange, ApiError> {
+async fn write(
+    app: &AppState,
+    cmd: Command,
+    path: &str,
+) -> Result<boat_raft::ModelChange, ApiError> {
     let timeout = app.config.write_timeout;
     match tokio::time::timeout(timeout, app.node.write(cmd)).await {
-        Err(_) => Err(ApiError::unavailable(format!("not committed within {timeout:?}; check GET /api/models"), 1)),
+        Err(_) => Err(ApiError::unavailable(
+            format!("not committed within {timeout:?}; check GET /api/models"),
+            1,
+        )),
         Ok(Err(e)) => Err(write_error(e, path, None)),
         Ok(Ok(CommandResult::ModelChanged(c))) => Ok(c),
         Ok(Ok(CommandResult::Refused(m))) => Err(ApiError::new(StatusCode::CONFLICT, m)),
-        Ok(Ok(other)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected result {other:?}"))),
+        Ok(Ok(other)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected result {other:?}"),
+        )),
     }
 }
 
@@ -107,9 +126,17 @@ pub async fn upload(
     let path = format!("/api/models/{name}");
     if !app.node.is_leader() {
         let s = app.node.status();
-        return Err(crate::inference::not_leader(s.leader_id, s.leader_http, &path));
+        return Err(crate::inference::not_leader(
+            s.leader_id,
+            s.leader_http,
+            &path,
+        ));
     }
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -117,19 +144,30 @@ pub async fn upload(
         ));
     }
     let limit = app.config.max_model_bytes;
-    let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("model file is larger than {limit} bytes"))
-    })?;
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("model file is larger than {limit} bytes"),
+            )
+        })?;
     let bytes = bytes.to_vec();
     // Loading the model is the validation; it is CPU work, off the runtime.
     let registry = app.node.executor().registry().clone();
-    let (signature, bytes) = tokio::task::spawn_blocking(move || (registry.validate(&bytes), bytes))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (signature, bytes) =
+        tokio::task::spawn_blocking(move || (registry.validate(&bytes), bytes))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let signature = signature.map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let sha256 = signature.sha256.clone();
     tracing::info!(bytes = bytes.len(), %sha256, "model upload validated");
-    let cmd = Command::UploadModel(UploadModel { name: name.clone(), sha256: sha256.clone(), uploaded_at_ms: now_ms(), bytes });
+    let cmd = Command::UploadModel(UploadModel {
+        name: name.clone(),
+        sha256: sha256.clone(),
+        uploaded_at_ms: now_ms(),
+        bytes,
+    });
     let change = write(&app, cmd, &path).await?;
     let body = json!({
         "name": name,
@@ -158,8 +196,18 @@ pub async fn set_default(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&app.config, &headers)?;
     let path = format!("/api/models/{name}/default");
-    let change = write(&app, Command::SetDefault { name: name.clone(), version: body.version }, &path).await?;
-    Ok(Json(json!({"name": name, "default_version": change.default_version, "index": change.index})))
+    let change = write(
+        &app,
+        Command::SetDefault {
+            name: name.clone(),
+            version: body.version,
+        },
+        &path,
+    )
+    .await?;
+    Ok(Json(
+        json!({"name": name, "default_version": change.default_version, "index": change.index}),
+    ))
 }
 
 pub async fn delete_version(
@@ -169,6 +217,16 @@ pub async fn delete_version(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&app.config, &headers)?;
     let path = format!("/api/models/{name}/versions/{version}");
-    let change = write(&app, Command::DeleteVersion { name: name.clone(), version }, &path).await?;
-    Ok(Json(json!({"name": name, "deleted_version": version, "default_version": change.default_version, "index": change.index})))
+    let change = write(
+        &app,
+        Command::DeleteVersion {
+            name: name.clone(),
+            version,
+        },
+        &path,
+    )
+    .await?;
+    Ok(Json(
+        json!({"name": name, "deleted_version": version, "default_version": change.default_version, "index": change.index}),
+    ))
 }

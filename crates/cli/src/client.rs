@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use boat_raft::NodeStatus;
 use reqwest::header::HeaderMap;
 use reqwest::redirect::Policy;
-use reqwest::StatusCode;
 pub use reqwest::Method;
+use reqwest::StatusCode;
 use serde_json::Value;
 
 /// An HTTP answer with its body parsed as JSON when it is JSON.
@@ -48,7 +48,12 @@ impl HttpClient {
         let headers = resp.headers().clone();
         let text = resp.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Reply { status, headers, body, text })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            text,
+        })
     }
 
     pub async fn get(&self, base: &str, path: &str) -> anyhow::Result<Reply> {
@@ -56,13 +61,32 @@ impl HttpClient {
     }
 
     /// POSTs raw bytes with a content type.
-    pub async fn post_raw(&self, base: &str, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
-        let resp = self.http.post(format!("{base}{path}")).header("content-type", content_type).body(body).send().await?;
+    pub async fn post_raw(
+        &self,
+        base: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        let resp = self
+            .http
+            .post(format!("{base}{path}"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await?;
         Self::finish(resp).await
     }
 
     pub async fn post_json(&self, base: &str, path: &str, body: &Value) -> anyhow::Result<Reply> {
-        Self::finish(self.http.post(format!("{base}{path}")).json(body).send().await?).await
+        Self::finish(
+            self.http
+                .post(format!("{base}{path}"))
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn status(&self, base: &str) -> anyhow::Result<NodeStatus> {
@@ -74,7 +98,12 @@ impl HttpClient {
     }
 
     /// One `/predict` call to `base`, with an optional idempotency key.
-    pub async fn predict(&self, base: &str, body: &Value, key: Option<&str>) -> anyhow::Result<Reply> {
+    pub async fn predict(
+        &self,
+        base: &str,
+        body: &Value,
+        key: Option<&str>,
+    ) -> anyhow::Result<Reply> {
         let mut req = self.http.post(format!("{base}/predict")).json(body);
         if let Some(k) = key {
             req = req.header("idempotency-key", k);
@@ -83,7 +112,13 @@ impl HttpClient {
     }
 
     /// Uploads an ONNX file as a new model version (admin token required).
-    pub async fn upload_model(&self, base: &str, name: &str, bytes: Vec<u8>, token: Option<&str>) -> anyhow::Result<Reply> {
+    pub async fn upload_model(
+        &self,
+        base: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Reply> {
         let mut req = self
             .http
             .post(format!("{base}/api/models/{name}"))
@@ -135,7 +170,10 @@ impl HttpClient {
                 Ok(r) if r.status == StatusCode::TEMPORARY_REDIRECT => {
                     if let Some(http) = r.body.get("leader_http").and_then(|v| v.as_str()) {
                         let leader = format!("http://{http}");
-                        target = nodes.iter().position(|n| *n == leader).unwrap_or(target + 1);
+                        target = nodes
+                            .iter()
+                            .position(|n| *n == leader)
+                            .unwrap_or(target + 1);
                         continue;
                     }
                     target += 1;

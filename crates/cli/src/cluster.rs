@@ -43,13 +43,35 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 impl ClusterSpec {
     /// `n` nodes on fixed ports `http_base + i` and `raft_base + i`.
-    pub fn fixed(n: usize, host: &str, http_base: u16, raft_base: u16, dir: PathBuf, boat_bin: PathBuf) -> anyhow::Result<Self> {
+    pub fn fixed(
+        n: usize,
+        host: &str,
+        http_base: u16,
+        raft_base: u16,
+        dir: PathBuf,
+        boat_bin: PathBuf,
+    ) -> anyhow::Result<Self> {
         let addr = |port: u16| -> anyhow::Result<SocketAddr> {
-            format!("{host}:{port}").parse().with_context(|| format!("bad host {host:?}"))
+            format!("{host}:{port}")
+                .parse()
+                .with_context(|| format!("bad host {host:?}"))
         };
-        let http = (0..n).map(|i| addr(http_base + i as u16)).collect::<anyhow::Result<_>>()?;
-        let raft = (0..n).map(|i| addr(raft_base + i as u16)).collect::<anyhow::Result<_>>()?;
-        Ok(Self { dir, boat_bin, ort_lib: None, http, raft, node_args: Vec::new(), admin_token_file: None, inherit_output: false })
+        let http = (0..n)
+            .map(|i| addr(http_base + i as u16))
+            .collect::<anyhow::Result<_>>()?;
+        let raft = (0..n)
+            .map(|i| addr(raft_base + i as u16))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            dir,
+            boat_bin,
+            ort_lib: None,
+            http,
+            raft,
+            node_args: Vec::new(),
+            admin_token_file: None,
+            inherit_output: false,
+        })
     }
 
     /// `n` nodes on free loopback ports.
@@ -60,7 +82,16 @@ impl ClusterSpec {
             http.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
             raft.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
         }
-        Ok(Self { dir, boat_bin, ort_lib: None, http, raft, node_args: Vec::new(), admin_token_file: None, inherit_output: false })
+        Ok(Self {
+            dir,
+            boat_bin,
+            ort_lib: None,
+            http,
+            raft,
+            node_args: Vec::new(),
+            admin_token_file: None,
+            inherit_output: false,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -110,7 +141,8 @@ impl ClusterSpec {
             .arg("--log-dir")
             .arg(self.log_dir());
         for j in 0..self.len() {
-            cmd.arg("--member").arg(format!("{j}={}/{}", self.raft[j], self.http[j]));
+            cmd.arg("--member")
+                .arg(format!("{j}={}/{}", self.raft[j], self.http[j]));
         }
         if let Some(lib) = &self.ort_lib {
             cmd.arg("--ort-lib").arg(lib);
@@ -138,7 +170,11 @@ pub fn ensure_admin_token(path: &Path) -> anyhow::Result<PathBuf> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+        let token = format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        );
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -160,9 +196,14 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts every node.
     pub fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&spec.dir).with_context(|| format!("creating {}", spec.dir.display()))?;
+        std::fs::create_dir_all(&spec.dir)
+            .with_context(|| format!("creating {}", spec.dir.display()))?;
         let n = spec.len();
-        let mut cluster = Self { spec, children: (0..n).map(|_| None).collect(), client: HttpClient::new()? };
+        let mut cluster = Self {
+            spec,
+            children: (0..n).map(|_| None).collect(),
+            client: HttpClient::new()?,
+        };
         for i in 0..n {
             cluster.start_node(i)?;
         }
@@ -186,8 +227,11 @@ impl LocalCluster {
         if self.children[i].is_some() {
             bail!("node {i} is already running");
         }
-        let mut child =
-            self.spec.command(i).spawn().with_context(|| format!("spawning {}", self.spec.boat_bin.display()))?;
+        let mut child = self
+            .spec
+            .command(i)
+            .spawn()
+            .with_context(|| format!("spawning {}", self.spec.boat_bin.display()))?;
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(prefix_lines(i, stderr));
         }
@@ -205,7 +249,10 @@ impl LocalCluster {
     /// SIGKILLs node `i` and reaps it.
     pub async fn kill_node(&mut self, i: usize) -> anyhow::Result<()> {
         if let Some(mut child) = self.children[i].take() {
-            child.kill().await.with_context(|| format!("killing node {i}"))?;
+            child
+                .kill()
+                .await
+                .with_context(|| format!("killing node {i}"))?;
         }
         Ok(())
     }
@@ -290,7 +337,9 @@ impl LocalCluster {
             loop {
                 match self.client.status(&self.http(i)).await {
                     Ok(s) if s.last_applied >= index => break,
-                    _ if Instant::now() > deadline => bail!("node {i} did not apply index {index} within {timeout:?}"),
+                    _ if Instant::now() > deadline => {
+                        bail!("node {i} did not apply index {index} within {timeout:?}")
+                    }
                     _ => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
@@ -319,9 +368,15 @@ async fn prefix_lines(i: usize, out: tokio::process::ChildStderr) {
 }
 
 fn remove_if_exists(p: &Path) -> anyhow::Result<()> {
-    let res = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+    let res = if p.is_dir() {
+        std::fs::remove_dir_all(p)
+    } else {
+        std::fs::remove_file(p)
+    };
     match res {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", p.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", p.display()))
+        }
         _ => Ok(()),
     }
 }

@@ -20,9 +20,20 @@ pub struct Target {
 impl Target {
     pub fn urls(&self) -> Vec<String> {
         if self.nodes.is_empty() {
-            (0..3).map(|i| format!("http://127.0.0.1:{}", 8080 + i)).collect()
+            (0..3)
+                .map(|i| format!("http://127.0.0.1:{}", 8080 + i))
+                .collect()
         } else {
-            self.nodes.iter().map(|n| if n.contains("://") { n.clone() } else { format!("http://{n}") }).collect()
+            self.nodes
+                .iter()
+                .map(|n| {
+                    if n.contains("://") {
+                        n.clone()
+                    } else {
+                        format!("http://{n}")
+                    }
+                })
+                .collect()
         }
     }
 }
@@ -30,7 +41,10 @@ impl Target {
 /// `boat status`: one line per node.
 pub async fn status(target: &Target) -> anyhow::Result<()> {
     let client = HttpClient::new()?;
-    println!("{:<24} {:>4} {:<10} {:>6} {:>8} {:>8} {:>8}  digest", "node", "id", "state", "term", "commit", "applied", "log");
+    println!(
+        "{:<24} {:>4} {:<10} {:>6} {:>8} {:>8} {:>8}  digest",
+        "node", "id", "state", "term", "commit", "applied", "log"
+    );
     for url in target.urls() {
         match client.status(&url).await {
             Ok(s) => println!(
@@ -67,15 +81,21 @@ pub struct PredictArgs {
 
 /// `boat predict`: sends a prediction to the leader, wherever it is.
 pub async fn predict(target: &Target, args: PredictArgs) -> anyhow::Result<()> {
-    let input: Value = serde_json::from_str(&args.input).unwrap_or(Value::String(args.input.clone()));
+    let input: Value =
+        serde_json::from_str(&args.input).unwrap_or(Value::String(args.input.clone()));
     let mut body = json!({ "input": input });
     if let Some(m) = &args.model {
         body["model"] = json!(m);
     }
     let client = HttpClient::new()?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
-    let reply = client.predict_anywhere(&target.urls(), &body, args.key.as_deref(), deadline).await?;
-    println!("{}", serde_json::to_string_pretty(&reply.body).unwrap_or(reply.text.clone()));
+    let reply = client
+        .predict_anywhere(&target.urls(), &body, args.key.as_deref(), deadline)
+        .await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&reply.body).unwrap_or(reply.text.clone())
+    );
     if !reply.status.is_success() {
         bail!("the cluster answered {}", reply.status);
     }
@@ -107,13 +127,25 @@ pub async fn control(url: &str, cmd: ControlCmd) -> anyhow::Result<()> {
     let body = match cmd {
         ControlCmd::Exit => json!({"cmd": "exit"}),
         ControlCmd::Crash => json!({"cmd": "crash"}),
-        ControlCmd::Partition { peers, duration_ms } => json!({"cmd": "partition", "peers": peers, "duration_ms": duration_ms}),
+        ControlCmd::Partition { peers, duration_ms } => {
+            json!({"cmd": "partition", "peers": peers, "duration_ms": duration_ms})
+        }
         ControlCmd::Heal => json!({"cmd": "heal"}),
         ControlCmd::Delay { ms } => json!({"cmd": "delay", "ms": ms}),
     };
-    let url = if url.contains("://") { url.to_string() } else { format!("http://{url}") };
-    let reply = HttpClient::new()?.control(&url, &body).await.with_context(|| format!("calling {url}/control"))?;
-    println!("{}", serde_json::to_string_pretty(&reply.body).unwrap_or(reply.text.clone()));
+    let url = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let reply = HttpClient::new()?
+        .control(&url, &body)
+        .await
+        .with_context(|| format!("calling {url}/control"))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&reply.body).unwrap_or(reply.text.clone())
+    );
     if !reply.status.is_success() {
         bail!("{url} answered {}", reply.status);
     }

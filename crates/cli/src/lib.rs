@@ -6,14 +6,18 @@
 //! - [`deploy`]: `boat deploy`, a supervisor for a local cluster.
 //! - [`cluster`]: starting and stopping real node processes (deploy, bench, tests).
 //! - [`commands`]: client subcommands (status, predict, control).
+//! - [`models_cmd`]: `boat models`, the model registry from the command line.
 //! - [`client`]: HTTP client for the cluster's API.
 //! - [`bench`]: `boat bench`, throughput, latency and failover measurements.
+//! - [`bench_serving`]: `boat bench serving`, raw runtime vs one node vs three nodes.
 //! - [`logging`]: tracing set-up.
 
 pub mod bench;
+pub mod bench_serving;
 pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod deploy;
 pub mod logging;
+pub mod models_cmd;
 pub mod node_cmd;

@@ -2,11 +2,15 @@
 
 use anyhow::Context;
 use boat::commands::{self, ControlCmd, PredictArgs, Target};
-use boat::{bench, deploy, logging, node_cmd};
+use boat::{bench, deploy, logging, models_cmd, node_cmd};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "boat", version, about = "Raft-replicated, fault-tolerant ML prediction serving")]
+#[command(
+    name = "boat",
+    version,
+    about = "Raft-replicated, fault-tolerant ML prediction serving"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -30,6 +34,8 @@ enum Cmd {
         #[command(flatten)]
         args: PredictArgs,
     },
+    /// Upload, list, roll back and delete models.
+    Models(models_cmd::ModelsArgs),
     /// Inject a failure into one node.
     Control {
         /// The node's base URL, e.g. http://127.0.0.1:8082.
@@ -43,10 +49,14 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
     match cli.command {
         Cmd::Node(args) => {
-            let _guard = logging::init_node(args.log_dir.as_deref(), &format!("node-{}.log", args.id))?;
+            let _guard =
+                logging::init_node(args.log_dir.as_deref(), &format!("node-{}.log", args.id))?;
             logging::log_panics();
             runtime.block_on(node_cmd::run(args))?;
         }
@@ -61,6 +71,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Predict { target, args } => {
             logging::init_client();
             runtime.block_on(commands::predict(&target, args))?;
+        }
+        Cmd::Models(args) => {
+            logging::init_client();
+            runtime.block_on(models_cmd::run(args))?;
         }
         Cmd::Control { url, cmd } => {
             logging::init_client();

@@ -37,7 +37,12 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_batch: 64, max_wait: Duration::ZERO, max_in_flight: 2, queue_capacity: 4096 }
+        Self {
+            max_batch: 64,
+            max_wait: Duration::ZERO,
+            max_in_flight: 2,
+            queue_capacity: 4096,
+        }
     }
 }
 
@@ -76,7 +81,10 @@ pub struct Batcher {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Batcher {
@@ -85,7 +93,14 @@ impl Batcher {
         // Random high bits: tags from an earlier run of this node never
         // match this run's.
         let next_tag = Arc::new(AtomicU64::new(rand::random::<u64>() & !0xffff_ffff));
-        Self { raft, tracker, config, admission, queues: Mutex::new(HashMap::new()), next_tag }
+        Self {
+            raft,
+            tracker,
+            config,
+            admission,
+            queues: Mutex::new(HashMap::new()),
+            next_tag,
+        }
     }
 
     pub fn config(&self) -> &BatchConfig {
@@ -94,15 +109,33 @@ impl Batcher {
 
     /// Queues a validated request. Fails at once with `Overloaded` when the
     /// queues are full.
-    pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
-        let permit = self.admission.clone().try_acquire_owned().map_err(|_| WriteError::Overloaded)?;
+    pub fn submit(
+        &self,
+        model: &str,
+        version: Option<u64>,
+        request: PredictRequest,
+    ) -> Result<Ticket, WriteError> {
+        let permit = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| WriteError::Overloaded)?;
         let (committed_tx, committed) = oneshot::channel();
         let (outcome_tx, outcome) = oneshot::channel();
-        let job = Job { request, committed: committed_tx, outcome: outcome_tx, enqueued: Instant::now(), _admission: permit };
+        let job = Job {
+            request,
+            committed: committed_tx,
+            outcome: outcome_tx,
+            enqueued: Instant::now(),
+            _admission: permit,
+        };
         let key = (model.to_string(), version);
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = queues.entry(key.clone()).or_insert_with(|| self.spawn_queue(key));
-        tx.send(job).map_err(|_| WriteError::Fatal("the batching queue stopped".into()))?;
+        let tx = queues
+            .entry(key.clone())
+            .or_insert_with(|| self.spawn_queue(key));
+        tx.send(job)
+            .map_err(|_| WriteError::Fatal("the batching queue stopped".into()))?;
         Ok(Ticket { committed, outcome })
     }
 
@@ -135,7 +168,9 @@ struct Queue {
 impl Queue {
     async fn run(mut self) {
         while let Some(first) = self.rx.recv().await {
-            let Ok(slot) = self.in_flight.clone().acquire_owned().await else { return };
+            let Ok(slot) = self.in_flight.clone().acquire_owned().await else {
+                return;
+            };
             let mut jobs = vec![first];
             while jobs.len() < self.config.max_batch {
                 match self.rx.try_recv() {
@@ -153,13 +188,27 @@ impl Queue {
                 }
             }
             let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(propose(self.raft.clone(), self.tracker.clone(), self.key.clone(), tag, jobs, slot));
+            tokio::spawn(propose(
+                self.raft.clone(),
+                self.tracker.clone(),
+                self.key.clone(),
+                tag,
+                jobs,
+                slot,
+            ));
         }
     }
 }
 
 /// Proposes one batch and hands every job its commit and its outcome.
-async fn propose(raft: Raft, tracker: CommitTracker, key: QueueKey, tag: u64, jobs: Vec<Job>, _slot: OwnedSemaphorePermit) {
+async fn propose(
+    raft: Raft,
+    tracker: CommitTracker,
+    key: QueueKey,
+    tag: u64,
+    jobs: Vec<Job>,
+    _slot: OwnedSemaphorePermit,
+) {
     let (model, version) = key;
     let mut requests = Vec::with_capacity(jobs.len());
     let mut waiters = Vec::with_capacity(jobs.len());
@@ -169,10 +218,18 @@ async fn propose(raft: Raft, tracker: CommitTracker, key: QueueKey, tag: u64, jo
         waiters.push((job.committed, job.outcome, job._admission));
     }
     metrics::histogram!("boat_entry_requests").record(requests.len() as f64);
-    let batch = PredictBatch { tag, model, version, proposed_at_ms: now_ms(), requests };
+    let batch = PredictBatch {
+        tag,
+        model,
+        version,
+        proposed_at_ms: now_ms(),
+        requests,
+    };
     let commit_rx = tracker.register(tag);
-    let (commit_senders, outcome_senders): (Vec<_>, Vec<_>) =
-        waiters.into_iter().map(|(c, o, permit)| (c, (o, permit))).unzip();
+    let (commit_senders, outcome_senders): (Vec<_>, Vec<_>) = waiters
+        .into_iter()
+        .map(|(c, o, permit)| (c, (o, permit)))
+        .unzip();
     // Report the commit as soon as it happens (asynchronous requests answer
     // then); hand the senders back when the tracker had nothing to say.
     let notify_commit = tokio::spawn(async move {
@@ -191,8 +248,12 @@ async fn propose(raft: Raft, tracker: CommitTracker, key: QueueKey, tag: u64, jo
     tracker.forget(tag);
     let result: Result<Vec<PredictOutcome>, WriteError> = match written {
         Ok(resp) => match resp.data {
-            CommandResult::Predicted(outcomes) if outcomes.len() == outcome_senders.len() => Ok(outcomes),
-            other => Err(WriteError::Fatal(format!("a prediction entry produced {other:?}"))),
+            CommandResult::Predicted(outcomes) if outcomes.len() == outcome_senders.len() => {
+                Ok(outcomes)
+            }
+            other => Err(WriteError::Fatal(format!(
+                "a prediction entry produced {other:?}"
+            ))),
         },
         Err(e) => Err(map_write_error(e)),
     };

@@ -61,28 +61,55 @@ impl Default for Catalog {
             builtin: true,
             bytes: Vec::new(),
         };
-        let entry = ModelEntry { versions: BTreeMap::from([(1, echo)]), default: Some(1), next_version: 2 };
-        Self { models: BTreeMap::from([(ECHO_MODEL.to_string(), entry)]) }
+        let entry = ModelEntry {
+            versions: BTreeMap::from([(1, echo)]),
+            default: Some(1),
+            next_version: 2,
+        };
+        Self {
+            models: BTreeMap::from([(ECHO_MODEL.to_string(), entry)]),
+        }
     }
 }
 
 impl Catalog {
     /// Adds a version, makes it the default and returns its number.
-    pub fn upload(&mut self, name: &str, sha256: String, bytes: Vec<u8>, uploaded_at_ms: u64, index: u64) -> u64 {
+    pub fn upload(
+        &mut self,
+        name: &str,
+        sha256: String,
+        bytes: Vec<u8>,
+        uploaded_at_ms: u64,
+        index: u64,
+    ) -> u64 {
         let entry = self
             .models
             .entry(name.to_string())
-            .or_insert_with(|| ModelEntry { versions: BTreeMap::new(), default: None, next_version: 1 });
+            .or_insert_with(|| ModelEntry {
+                versions: BTreeMap::new(),
+                default: None,
+                next_version: 1,
+            });
         let version = entry.next_version;
         entry.next_version += 1;
-        let record = VersionRecord { sha256, size_bytes: bytes.len() as u64, uploaded_at_ms, index, builtin: false, bytes };
+        let record = VersionRecord {
+            sha256,
+            size_bytes: bytes.len() as u64,
+            uploaded_at_ms,
+            index,
+            builtin: false,
+            bytes,
+        };
         entry.versions.insert(version, record);
         entry.default = Some(version);
         version
     }
 
     pub fn set_default(&mut self, name: &str, version: u64) -> Result<(), String> {
-        let entry = self.models.get_mut(name).ok_or_else(|| format!("unknown model {name:?}"))?;
+        let entry = self
+            .models
+            .get_mut(name)
+            .ok_or_else(|| format!("unknown model {name:?}"))?;
         if !entry.versions.contains_key(&version) {
             return Err(format!("model {name:?} has no version {version}"));
         }
@@ -92,7 +119,10 @@ impl Catalog {
 
     /// Deletes a version. The default cannot be deleted: roll back first.
     pub fn delete(&mut self, name: &str, version: u64) -> Result<(), String> {
-        let entry = self.models.get_mut(name).ok_or_else(|| format!("unknown model {name:?}"))?;
+        let entry = self
+            .models
+            .get_mut(name)
+            .ok_or_else(|| format!("unknown model {name:?}"))?;
         if !entry.versions.contains_key(&version) {
             return Err(format!("model {name:?} has no version {version}"));
         }
@@ -105,11 +135,16 @@ impl Catalog {
 
     /// The version a request for `name` (optionally pinned) runs on.
     pub fn resolve(&self, name: &str, version: Option<u64>) -> Result<u64, String> {
-        let entry = self.models.get(name).ok_or_else(|| format!("unknown model {name:?}"))?;
+        let entry = self
+            .models
+            .get(name)
+            .ok_or_else(|| format!("unknown model {name:?}"))?;
         match version {
             Some(v) if entry.versions.contains_key(&v) => Ok(v),
             Some(v) => Err(format!("model {name:?} has no version {v}")),
-            None => entry.default.ok_or_else(|| format!("model {name:?} has no default version")),
+            None => entry
+                .default
+                .ok_or_else(|| format!("model {name:?} has no default version")),
         }
     }
 
@@ -119,7 +154,9 @@ impl Catalog {
 
     /// Every (name, version) pair, in order.
     pub fn versions(&self) -> impl Iterator<Item = (&str, u64, &VersionRecord)> {
-        self.models.iter().flat_map(|(n, e)| e.versions.iter().map(move |(v, r)| (n.as_str(), *v, r)))
+        self.models
+            .iter()
+            .flat_map(|(n, e)| e.versions.iter().map(move |(v, r)| (n.as_str(), *v, r)))
     }
 }
 
@@ -139,7 +176,11 @@ mod tests {
         c.set_default("m", 1).unwrap();
         c.delete("m", 2).unwrap();
         assert!(c.resolve("m", Some(2)).is_err());
-        assert_eq!(c.upload("m", "c".into(), vec![3], 0, 7), 3, "numbers are never reused");
+        assert_eq!(
+            c.upload("m", "c".into(), vec![3], 0, 7),
+            3,
+            "numbers are never reused"
+        );
         assert!(c.resolve("nope", None).is_err());
     }
 }

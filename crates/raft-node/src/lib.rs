@@ -33,7 +33,9 @@ pub mod types;
 
 pub use batcher::{BatchConfig, Ticket};
 pub use catalog::Catalog;
-pub use command::{Command, CommandResult, ModelChange, PredictOutcome, PredictRequest, PredictResult, UploadModel};
+pub use command::{
+    Command, CommandResult, ModelChange, PredictOutcome, PredictRequest, PredictResult, UploadModel,
+};
 pub use executor::{Executor, ECHO_MODEL};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};

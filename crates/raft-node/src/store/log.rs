@@ -75,7 +75,10 @@ impl LogStore {
         self.log.is_empty()
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        k: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         match self.meta.get(k).map_err(read_err)? {
             None => Ok(None),
             Some(v) => Ok(Some(bincode::deserialize(&v).map_err(read_err)?)),
@@ -117,18 +120,52 @@ fn to_key_bound(b: Bound<&u64>) -> Bound<[u8; 8]> {
     }
 }
 
+/// Most bytes of entries one AppendEntries carries. openraft (0.9) gives an
+/// append one heartbeat interval to complete, so a follower catching up gets
+/// the log in slices it can receive, store and flush in that time.
+pub const MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
+
+impl LogStore {
+    /// Entries from `start` (exclusive of `end`), stopping once
+    /// `MAX_APPEND_BYTES` are collected; never empty for a non-empty range.
+    fn entries_within_budget(&self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.log.range(key(start)..key(end)) {
+            let (_, v) = item.map_err(read_err)?;
+            if !out.is_empty() && bytes + v.len() > MAX_APPEND_BYTES {
+                break;
+            }
+            bytes += v.len();
+            out.push(bincode::deserialize(&v).map_err(read_err)?);
+        }
+        Ok(out)
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let bounds = (to_key_bound(range.start_bound()), to_key_bound(range.end_bound()));
+        let bounds = (
+            to_key_bound(range.start_bound()),
+            to_key_bound(range.end_bound()),
+        );
         let mut out = Vec::new();
         for item in self.log.range(bounds) {
             let (_, v) = item.map_err(read_err)?;
             out.push(bincode::deserialize(&v).map_err(read_err)?);
         }
         Ok(out)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.entries_within_budget(start, end)
     }
 }
 
@@ -138,7 +175,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.get_meta(LAST_PURGED)?;
         let last = self.last_entry_id()?.or(last_purged);
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -147,7 +187,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.put_meta(VOTE, vote)?;
-        self.db.flush_async().await.map_err(|e| StorageIOError::write_vote(&e))?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
     }
 
@@ -171,7 +214,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(COMMITTED)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
