@@ -16,19 +16,11 @@ async fn one_leader_and_every_node_applies_the_prediction() {
     let sb = Sandbox::start(3, &[]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();
     let statuses: Vec<_> = futures_status(&sb).await;
-    assert_eq!(
-        statuses.iter().filter(|s| s.is_leader).count(),
-        1,
-        "exactly one leader: {statuses:#?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| s.is_leader).count(), 1, "exactly one leader: {statuses:#?}");
     for s in &statuses {
         assert_eq!(s.leader_id, Some(leader as u64));
         assert_eq!(s.members.len(), 3);
-        assert!(
-            ["Leader", "Follower"].contains(&s.state.as_str()),
-            "state {}",
-            s.state
-        );
+        assert!(["Leader", "Follower"].contains(&s.state.as_str()), "state {}", s.state);
     }
 
     let r = sb.predict(leader, "Hello", None).await.unwrap();
@@ -41,25 +33,14 @@ async fn one_leader_and_every_node_applies_the_prediction() {
     let converged = sb.wait_for_convergence().await.unwrap();
     let digest = &converged[0].state_digest;
     assert!(!digest.is_empty());
-    assert!(converged
-        .iter()
-        .all(|s| &s.state_digest == digest && s.last_applied >= index));
+    assert!(converged.iter().all(|s| &s.state_digest == digest && s.last_applied >= index));
     for i in 0..3 {
-        sb.wait_for_log(i, &format!("applied prediction index={index}"))
-            .await
-            .unwrap();
-        assert!(
-            sb.log(i).contains(&id),
-            "node {i}'s log names the request id"
-        );
+        sb.wait_for_log(i, &format!("applied prediction index={index}")).await.unwrap();
+        assert!(sb.log(i).contains(&id), "node {i}'s log names the request id");
     }
 
     let greeting = sb.client().get(&sb.url(leader), "/").await.unwrap();
-    assert!(
-        greeting.text.contains(&format!("Boat node {leader}")),
-        "{}",
-        greeting.text
-    );
+    assert!(greeting.text.contains(&format!("Boat node {leader}")), "{}", greeting.text);
 }
 
 async fn futures_status(sb: &Sandbox) -> Vec<boat_raft::NodeStatus> {
@@ -78,10 +59,7 @@ async fn a_follower_redirects_to_the_leader() {
     let r = sb.predict(follower, "Hi", None).await.unwrap();
     assert_eq!(r.status, 307, "{}", r.text);
     let leader_http = sb.cluster.spec.http[leader].to_string();
-    assert_eq!(
-        r.header("location"),
-        Some(format!("http://{leader_http}/predict").as_str())
-    );
+    assert_eq!(r.header("location"), Some(format!("http://{leader_http}/predict").as_str()));
     assert_eq!(r.body["leader_id"], leader as u64);
     assert_eq!(r.body["leader_http"], leader_http);
     assert!(r.body["error"].is_string());
@@ -97,10 +75,7 @@ async fn killing_the_leader_elects_another_and_the_dead_node_catches_up() {
     }
     sb.cluster.kill_node(old).await.unwrap();
 
-    let r = sb
-        .predict_anywhere(&json!({"input": "after failover"}), None)
-        .await
-        .unwrap();
+    let r = sb.predict_anywhere(&json!({"input": "after failover"}), None).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["output"], "after failover");
     let new = r.body["node_id"].as_u64().unwrap() as usize;
@@ -109,12 +84,7 @@ async fn killing_the_leader_elects_another_and_the_dead_node_catches_up() {
     sb.restart(old).unwrap();
     let converged = sb.wait_for_convergence().await.unwrap();
     assert_eq!(converged.len(), 3);
-    assert!(
-        converged
-            .windows(2)
-            .all(|w| w[0].state_digest == w[1].state_digest),
-        "{converged:#?}"
-    );
+    assert!(converged.windows(2).all(|w| w[0].state_digest == w[1].state_digest), "{converged:#?}");
     sb.wait_for_log(old, "after failover").await.unwrap();
 }
 
@@ -130,29 +100,16 @@ async fn a_wiped_node_rejoins_from_a_snapshot() {
     }
     sb.wait_for_convergence().await.unwrap();
     let leader_status = sb.status(leader).await.unwrap();
-    assert!(
-        leader_status.purged_index.is_some(),
-        "the leader purged its log: {leader_status:?}"
-    );
+    assert!(leader_status.purged_index.is_some(), "the leader purged its log: {leader_status:?}");
 
-    sb.cluster
-        .stop_node(victim, Duration::from_secs(10))
-        .await
-        .unwrap();
+    sb.cluster.stop_node(victim, Duration::from_secs(10)).await.unwrap();
     sb.cluster.wipe_node(victim).unwrap();
     assert!(!sb.cluster.spec.node_dir(victim).exists());
     sb.restart(victim).unwrap();
 
     let converged = sb.wait_for_convergence().await.unwrap();
-    assert!(
-        converged
-            .windows(2)
-            .all(|w| w[0].state_digest == w[1].state_digest),
-        "{converged:#?}"
-    );
-    sb.wait_for_log(victim, "installed snapshot from leader")
-        .await
-        .unwrap();
+    assert!(converged.windows(2).all(|w| w[0].state_digest == w[1].state_digest), "{converged:#?}");
+    sb.wait_for_log(victim, "installed snapshot from leader").await.unwrap();
     let s = sb.status(victim).await.unwrap();
     assert!(s.snapshot_index.is_some(), "{s:?}");
     assert_eq!(s.predictions_run, 60);
@@ -162,19 +119,13 @@ async fn a_wiped_node_rejoins_from_a_snapshot() {
 async fn an_idempotent_retry_after_failover_returns_the_first_result_once() {
     let mut sb = Sandbox::start(3, &[]).unwrap();
     let old = sb.wait_for_leader().await.unwrap();
-    let first = sb
-        .predict(old, "exactly once", Some("key-1"))
-        .await
-        .unwrap();
+    let first = sb.predict(old, "exactly once", Some("key-1")).await.unwrap();
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(first.body["duplicate"], false);
     sb.wait_for_convergence().await.unwrap();
 
     sb.cluster.kill_node(old).await.unwrap();
-    let retry = sb
-        .predict_anywhere(&json!({"input": "exactly once"}), Some("key-1"))
-        .await
-        .unwrap();
+    let retry = sb.predict_anywhere(&json!({"input": "exactly once"}), Some("key-1")).await.unwrap();
     assert_eq!(retry.status, 200, "{}", retry.text);
     assert_ne!(retry.body["node_id"], old as u64);
     assert_eq!(retry.body["duplicate"], true);
@@ -182,33 +133,19 @@ async fn an_idempotent_retry_after_failover_returns_the_first_result_once() {
         assert_eq!(retry.body[field], first.body[field], "{field} differs");
     }
     // The body's "id" is the same key, and the run count did not move.
-    let body_retry = sb
-        .predict_anywhere(&json!({"input": "exactly once", "id": "key-1"}), None)
-        .await
-        .unwrap();
+    let body_retry = sb.predict_anywhere(&json!({"input": "exactly once", "id": "key-1"}), None).await.unwrap();
     assert_eq!(body_retry.body["index"], first.body["index"]);
     let after = sb.wait_for_convergence().await.unwrap();
-    assert!(
-        after.iter().all(|s| s.predictions_run == 1),
-        "the request ran once: {after:#?}"
-    );
+    assert!(after.iter().all(|s| s.predictions_run == 1), "the request ran once: {after:#?}");
 
     // Reusing the key for a different request is refused.
-    let conflict = sb
-        .predict_anywhere(&json!({"input": "something else"}), Some("key-1"))
-        .await
-        .unwrap();
+    let conflict = sb.predict_anywhere(&json!({"input": "something else"}), Some("key-1")).await.unwrap();
     assert_eq!(conflict.status, 409, "{}", conflict.text);
     assert!(conflict.body["error"].is_string());
 
     sb.restart(old).unwrap();
     let converged = sb.wait_for_convergence().await.unwrap();
-    assert!(
-        converged
-            .windows(2)
-            .all(|w| w[0].state_digest == w[1].state_digest),
-        "{converged:#?}"
-    );
+    assert!(converged.windows(2).all(|w| w[0].state_digest == w[1].state_digest), "{converged:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,18 +153,9 @@ async fn a_partitioned_leader_is_replaced_and_its_uncommitted_entry_never_shows(
     let sb = Sandbox::start(3, &["--write-timeout-ms", "2000"]).unwrap();
     let old = sb.wait_for_leader().await.unwrap();
     let peers: Vec<u64> = others(old).iter().map(|i| *i as u64).collect();
-    let r = sb
-        .control(
-            old,
-            json!({"cmd": "partition", "peers": peers, "duration_ms": 120_000}),
-        )
-        .await
-        .unwrap();
+    let r = sb.control(old, json!({"cmd": "partition", "peers": peers, "duration_ms": 120_000})).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.body["faults"]["partitioned"].as_object().map(|m| m.len()),
-        Some(2)
-    );
+    assert_eq!(r.body["faults"]["partitioned"].as_object().map(|m| m.len()), Some(2));
 
     // The cut-off leader cannot commit: the client gets 503 with the key.
     let lost = sb.predict(old, "lost write", Some("lost-1")).await.unwrap();
@@ -237,9 +165,7 @@ async fn a_partitioned_leader_is_replaced_and_its_uncommitted_entry_never_shows(
     // The majority elects a new leader that serves.
     let majority = others(old);
     let new = sb
-        .wait_for_status(majority[0], "a new leader", |s| {
-            s.leader_id.is_some_and(|l| l != old as u64)
-        })
+        .wait_for_status(majority[0], "a new leader", |s| s.leader_id.is_some_and(|l| l != old as u64))
         .await
         .unwrap();
     let new = new.leader_id.unwrap() as usize;
@@ -249,24 +175,14 @@ async fn a_partitioned_leader_is_replaced_and_its_uncommitted_entry_never_shows(
     let r = sb.control(old, json!({"cmd": "heal"})).await.unwrap();
     assert_eq!(r.status, 200);
     let s = sb
-        .wait_for_status(old, "the old leader steps down", |s| {
-            !s.is_leader && s.leader_id == Some(new as u64)
-        })
+        .wait_for_status(old, "the old leader steps down", |s| !s.is_leader && s.leader_id == Some(new as u64))
         .await
         .unwrap();
     assert_eq!(s.state, "Follower");
     let converged = sb.wait_for_convergence().await.unwrap();
-    assert!(
-        converged
-            .windows(2)
-            .all(|w| w[0].state_digest == w[1].state_digest),
-        "{converged:#?}"
-    );
+    assert!(converged.windows(2).all(|w| w[0].state_digest == w[1].state_digest), "{converged:#?}");
     for i in 0..3 {
-        assert!(
-            !sb.log(i).contains("lost write"),
-            "node {i} applied the uncommitted entry"
-        );
+        assert!(!sb.log(i).contains("lost write"), "node {i} applied the uncommitted entry");
     }
     // The key was never used by a committed entry: it runs fresh now.
     let fresh = sb.predict(new, "lost write", Some("lost-1")).await.unwrap();
@@ -278,10 +194,7 @@ async fn a_partitioned_leader_is_replaced_and_its_uncommitted_entry_never_shows(
 async fn delay_and_heal_are_reported_and_writes_still_commit() {
     let sb = Sandbox::start(3, &[]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();
-    let r = sb
-        .control(leader, json!({"cmd": "delay", "ms": 30}))
-        .await
-        .unwrap();
+    let r = sb.control(leader, json!({"cmd": "delay", "ms": 30})).await.unwrap();
     assert_eq!(r.body["faults"]["delay_ms"], 30, "{}", r.text);
     assert_eq!(sb.status(leader).await.unwrap().faults.delay_ms, 30);
     let p = sb.predict(leader, "slow", None).await.unwrap();
@@ -294,9 +207,7 @@ async fn delay_and_heal_are_reported_and_writes_still_commit() {
 async fn exit_and_crash_stop_the_process_and_it_rejoins() {
     let mut sb = Sandbox::start(3, &[]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();
-    let [a, b] = others(leader)[..] else {
-        unreachable!()
-    };
+    let [a, b] = others(leader)[..] else { unreachable!() };
     for (node, cmd) in [(a, "exit"), (b, "crash")] {
         let r = sb.control(node, json!({ "cmd": cmd })).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text);
@@ -305,23 +216,15 @@ async fn exit_and_crash_stop_the_process_and_it_rejoins() {
             if let Some(s) = sb.cluster.reap(node) {
                 break s;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "node {node} did not stop after {cmd}"
-            );
+            assert!(std::time::Instant::now() < deadline, "node {node} did not stop after {cmd}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!(status.success(), cmd == "exit", "{cmd}: {status}");
-        let r = sb
-            .predict(leader, &format!("while {node} is down"), None)
-            .await
-            .unwrap();
+        let r = sb.predict(leader, &format!("while {node} is down"), None).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text);
         sb.restart(node).unwrap();
         let converged = sb.wait_for_convergence().await.unwrap();
-        assert!(converged
-            .windows(2)
-            .all(|w| w[0].state_digest == w[1].state_digest));
+        assert!(converged.windows(2).all(|w| w[0].state_digest == w[1].state_digest));
     }
 }
 
@@ -332,75 +235,23 @@ async fn bad_input_gets_a_json_4xx_and_the_node_stays_up() {
     let url = sb.url(leader);
     let c = sb.client();
     let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
-        (
-            "malformed JSON",
-            "application/json",
-            b"{\"input\": ".to_vec(),
-            400,
-        ),
-        (
-            "missing input",
-            "application/json",
-            b"{\"inp\": 1}".to_vec(),
-            422,
-        ),
-        (
-            "wrong content type",
-            "text/plain",
-            b"{\"input\": \"x\"}".to_vec(),
-            415,
-        ),
-        (
-            "oversized body",
-            "application/json",
-            format!("{{\"input\": \"{}\"}}", "x".repeat(4096)).into_bytes(),
-            413,
-        ),
-        (
-            "unknown model",
-            "application/json",
-            b"{\"input\": \"x\", \"model\": \"nope\"}".to_vec(),
-            404,
-        ),
-        (
-            "input of the wrong type for the model",
-            "application/json",
-            b"{\"input\": {\"a\": 1}}".to_vec(),
-            422,
-        ),
-        (
-            "empty idempotency key",
-            "application/json",
-            b"{\"input\": \"x\", \"id\": \"\"}".to_vec(),
-            400,
-        ),
+        ("malformed JSON", "application/json", b"{\"input\": ".to_vec(), 400),
+        ("missing input", "application/json", b"{\"inp\": 1}".to_vec(), 422),
+        ("wrong content type", "text/plain", b"{\"input\": \"x\"}".to_vec(), 415),
+        ("oversized body", "application/json", format!("{{\"input\": \"{}\"}}", "x".repeat(4096)).into_bytes(), 413),
+        ("unknown model", "application/json", b"{\"input\": \"x\", \"model\": \"nope\"}".to_vec(), 404),
+        ("input of the wrong type for the model", "application/json", b"{\"input\": {\"a\": 1}}".to_vec(), 422),
+        ("empty idempotency key", "application/json", b"{\"input\": \"x\", \"id\": \"\"}".to_vec(), 400),
     ];
     for (what, ct, body, want) in cases {
         let r = c.post_raw(&url, "/predict", ct, body).await.unwrap();
         assert_eq!(r.status.as_u16(), want, "{what}: {}", r.text);
-        assert!(
-            r.body["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{what}: no JSON error in {}",
-            r.text
-        );
+        assert!(r.body["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: no JSON error in {}", r.text);
     }
-    let r = c
-        .post_raw(
-            &url,
-            "/control",
-            "application/json",
-            b"{\"cmd\": \"explode\"}".to_vec(),
-        )
-        .await
-        .unwrap();
+    let r = c.post_raw(&url, "/control", "application/json", b"{\"cmd\": \"explode\"}".to_vec()).await.unwrap();
     assert_eq!(r.status, 422, "{}", r.text);
     let r = c
-        .post_raw(
-            &url,
-            "/control",
-            "application/json",
-            b"{\"cmd\": \"partition\", \"peers\": [42]}".to_vec(),
-        )
+        .post_raw(&url, "/control", "application/json", b"{\"cmd\": \"partition\", \"peers\": [42]}".to_vec())
         .await
         .unwrap();
     assert_eq!(r.status, 422, "{}", r.text);
@@ -416,11 +267,7 @@ async fn bad_input_gets_a_json_4xx_and_the_node_stays_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshots_keep_the_log_bounded() {
-    let sb = Sandbox::start(
-        3,
-        &["--snapshot-every", "50", "--keep-after-snapshot", "10"],
-    )
-    .unwrap();
+    let sb = Sandbox::start(3, &["--snapshot-every", "50", "--keep-after-snapshot", "10"]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();
     for n in 0..400 {
         let r = sb.predict(leader, &format!("n{n}"), None).await.unwrap();
@@ -429,12 +276,7 @@ async fn snapshots_keep_the_log_bounded() {
     let converged = sb.wait_for_convergence().await.unwrap();
     for s in converged {
         assert!(s.last_applied >= 400);
-        assert!(
-            s.log_entries <= 50 + 10 + 64,
-            "node {} holds {} log entries",
-            s.node_id,
-            s.log_entries
-        );
+        assert!(s.log_entries <= 50 + 10 + 64, "node {} holds {} log entries", s.node_id, s.log_entries);
         assert!(s.snapshot_index.is_some_and(|i| i >= 300), "{s:?}");
     }
 }

@@ -24,16 +24,10 @@ fn free_port_block(n: u16) -> (u16, u16) {
     panic!("no block of free ports");
 }
 
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = Instant::now() + PATIENCE;
     while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {PATIENCE:?}"
-        );
+        assert!(Instant::now() < deadline, "{what} did not happen within {PATIENCE:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -44,10 +38,7 @@ fn text(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
-    let dir = tempfile::Builder::new()
-        .prefix("boat-deploy-")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("boat-deploy-").tempdir().unwrap();
     let cluster_dir = dir.path().join(".boat");
     let (http_base, raft_base) = free_port_block(3);
     let out_path = dir.path().join("deploy.out");
@@ -55,12 +46,7 @@ async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
     let mut deploy = tokio::process::Command::new(boat_bin())
         .args(["deploy", "--dir"])
         .arg(&cluster_dir)
-        .args([
-            "--http-base",
-            &http_base.to_string(),
-            "--raft-base",
-            &raft_base.to_string(),
-        ])
+        .args(["--http-base", &http_base.to_string(), "--raft-base", &raft_base.to_string()])
         .arg("--ort-lib")
         .arg(ort_lib())
         .args(["--", "--snapshot-every", "10", "--keep-after-snapshot", "2"])
@@ -70,37 +56,26 @@ async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let urls: Vec<String> = (0..3)
-        .map(|i| format!("http://127.0.0.1:{}", http_base + i))
-        .collect();
+    let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", http_base + i)).collect();
     let client = HttpClient::new().unwrap();
 
     // The admin token exists and only its owner can read it.
     let token = cluster_dir.join("admin-token");
     wait_until("admin token written", || async { token.exists() }).await;
-    assert_eq!(
-        std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
     let secret = text(&token).trim().to_string();
     assert!(secret.len() >= 32);
 
     let deadline = Instant::now() + PATIENCE;
     for n in 0..25 {
-        let r = client
-            .predict_anywhere(&urls, &json!({"input": format!("d{n}")}), None, deadline)
-            .await
-            .unwrap();
+        let r = client.predict_anywhere(&urls, &json!({"input": format!("d{n}")}), None, deadline).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text);
     }
 
     // exit and crash: the supervisor brings each node back.
     for (node, cmd) in [(2usize, "exit"), (1, "crash")] {
         let before = text(&cluster_dir.join(format!("node-{node}.pid")));
-        let r = client
-            .control(&urls[node], &json!({ "cmd": cmd }))
-            .await
-            .unwrap();
+        let r = client.control(&urls[node], &json!({ "cmd": cmd })).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text);
         wait_until("the supervisor restarts the node", || async {
             let now = text(&cluster_dir.join(format!("node-{node}.pid")));
@@ -116,16 +91,10 @@ async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
         .env("BOAT_DIR", &cluster_dir)
         .output()
         .unwrap();
-    assert!(
-        reset.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reset.stderr)
-    );
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
     let log0 = cluster_dir.join("logs/node-0.log");
-    wait_until("node 0 rejoins from a snapshot", || async {
-        text(&log0).contains("installed snapshot from leader")
-    })
-    .await;
+    wait_until("node 0 rejoins from a snapshot", || async { text(&log0).contains("installed snapshot from leader") })
+        .await;
     wait_until("all three nodes agree", || async {
         let mut seen = Vec::new();
         for u in &urls {
@@ -144,21 +113,12 @@ async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
     unsafe {
         libc::kill(pid, libc::SIGINT);
     }
-    let status = tokio::time::timeout(PATIENCE, deploy.wait())
-        .await
-        .expect("deploy stops")
-        .unwrap();
+    let status = tokio::time::timeout(PATIENCE, deploy.wait()).await.expect("deploy stops").unwrap();
     assert!(status.success(), "{status}");
     for port in (0..3).flat_map(|i| [http_base + i, raft_base + i]) {
-        assert!(
-            TcpListener::bind(("127.0.0.1", port)).is_ok(),
-            "port {port} is still held"
-        );
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "port {port} is still held");
     }
-    assert!(
-        !text(&out_path).contains(&secret),
-        "the admin token must never be printed"
-    );
+    assert!(!text(&out_path).contains(&secret), "the admin token must never be printed");
 }
 
 fn workspace() -> PathBuf {

@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 
 pub use boat;
 
+pub mod onnx_builder;
+
 /// Generous bound for anything a healthy cluster does in well under a second.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -31,11 +33,7 @@ pub fn boat_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = workspace_root().join("target/debug/boat");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --bin boat` or set BOAT_BIN",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `cargo build --bin boat` or set BOAT_BIN", p.display());
     p
 }
 
@@ -45,11 +43,7 @@ pub fn ort_lib() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = workspace_root().join(".ort/libonnxruntime.so.1.31.1");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-ort.sh or set ORT_DYLIB_PATH",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run scripts/fetch-ort.sh or set ORT_DYLIB_PATH", p.display());
     p
 }
 
@@ -74,34 +68,22 @@ impl Sandbox {
         spec.node_args = node_args.iter().map(|s| s.to_string()).collect();
         spec.admin_token_file = Some(boat::cluster::ensure_admin_token(&spec.admin_token_path())?);
         let cluster = LocalCluster::start(spec)?;
-        Ok(Self {
-            cluster,
-            dir: Some(dir),
-        })
+        Ok(Self { cluster, dir: Some(dir) })
     }
 
     /// The cluster's admin bearer token.
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.cluster.spec.admin_token_path())
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(self.cluster.spec.admin_token_path()).unwrap_or_default().trim().to_string()
     }
 
     /// Uploads `models/<file>` as model `name` through node `i`.
     pub async fn upload(&self, i: usize, name: &str, file: &str) -> anyhow::Result<Reply> {
         let bytes = std::fs::read(model_path(file))?;
-        self.client()
-            .upload_model(&self.url(i), name, bytes, Some(&self.token()))
-            .await
+        self.client().upload_model(&self.url(i), name, bytes, Some(&self.token())).await
     }
 
     /// Polls `/status` of every running node until `check` holds for all.
-    pub async fn wait_for_all(
-        &self,
-        what: &str,
-        check: impl Fn(&NodeStatus) -> bool,
-    ) -> anyhow::Result<()> {
+    pub async fn wait_for_all(&self, what: &str, check: impl Fn(&NodeStatus) -> bool) -> anyhow::Result<()> {
         for i in (0..self.cluster.len()).filter(|i| self.cluster.is_running(*i)) {
             self.wait_for_status(i, what, &check).await?;
         }
@@ -143,10 +125,7 @@ impl Sandbox {
                 }
             }
             if Instant::now() > deadline {
-                bail!(
-                    "node {i}: {what} did not happen within {PATIENCE:?} (last status: {:?})",
-                    self.status(i).await
-                );
+                bail!("node {i}: {what} did not happen within {PATIENCE:?} (last status: {:?})", self.status(i).await);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -163,15 +142,10 @@ impl Sandbox {
                     all.push(s);
                 }
             }
-            let running = (0..self.cluster.len())
-                .filter(|i| self.cluster.is_running(*i))
-                .count();
+            let running = (0..self.cluster.len()).filter(|i| self.cluster.is_running(*i)).count();
             let leader_commit = all.iter().find(|s| s.is_leader).map(|s| s.commit_index);
             if all.len() == running
-                && leader_commit.is_some_and(|c| {
-                    all.iter()
-                        .all(|s| s.last_applied == c && s.commit_index == c)
-                })
+                && leader_commit.is_some_and(|c| all.iter().all(|s| s.last_applied == c && s.commit_index == c))
             {
                 return Ok(all);
             }
@@ -184,16 +158,12 @@ impl Sandbox {
 
     /// One `/predict` with `input` to node `i`.
     pub async fn predict(&self, i: usize, input: &str, key: Option<&str>) -> anyhow::Result<Reply> {
-        self.client()
-            .predict(&self.url(i), &json!({ "input": input }), key)
-            .await
+        self.client().predict(&self.url(i), &json!({ "input": input }), key).await
     }
 
     /// A prediction sent to whichever node leads, retried through elections.
     pub async fn predict_anywhere(&self, body: &Value, key: Option<&str>) -> anyhow::Result<Reply> {
-        self.client()
-            .predict_anywhere(&self.urls(), body, key, Instant::now() + PATIENCE)
-            .await
+        self.client().predict_anywhere(&self.urls(), body, key, Instant::now() + PATIENCE).await
     }
 
     pub async fn control(&self, i: usize, cmd: Value) -> anyhow::Result<Reply> {

@@ -25,12 +25,7 @@ pub fn require_admin(config: &HttpConfig, headers: &HeaderMap) -> Result<(), Api
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing Authorization: Bearer <admin token>",
-            )
-        })?;
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>"))?;
     if same_secret(given.trim().as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
@@ -40,11 +35,7 @@ pub fn require_admin(config: &HttpConfig, headers: &HeaderMap) -> Result<(), Api
 
 /// `/control` is open to loopback callers while the node itself listens on
 /// loopback; everyone else needs the admin token.
-pub fn require_control(
-    config: &HttpConfig,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-) -> Result<(), ApiError> {
+pub fn require_control(config: &HttpConfig, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     if config.listen.ip().is_loopback() && peer.ip().is_loopback() {
         return Ok(());
     }
@@ -68,10 +59,7 @@ mod tests {
 
     fn bearer(t: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            format!("Bearer {t}").parse().unwrap(),
-        );
+        h.insert(header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
         h
     }
 
@@ -86,19 +74,10 @@ mod tests {
     fn admin_writes_need_the_right_token() {
         let c = config(Some("s3cret"), "127.0.0.1:1");
         assert!(require_admin(&c, &bearer("s3cret")).is_ok());
-        assert_eq!(
-            require_admin(&c, &bearer("nope")).unwrap_err().status,
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            require_admin(&c, &HeaderMap::new()).unwrap_err().status,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(require_admin(&c, &bearer("nope")).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(require_admin(&c, &HeaderMap::new()).unwrap_err().status, StatusCode::UNAUTHORIZED);
         let none = config(None, "127.0.0.1:1");
-        assert_eq!(
-            require_admin(&none, &bearer("s3cret")).unwrap_err().status,
-            StatusCode::FORBIDDEN
-        );
+        assert_eq!(require_admin(&none, &bearer("s3cret")).unwrap_err().status, StatusCode::FORBIDDEN);
     }
 
     #[test]

@@ -77,15 +77,10 @@ pub async fn control(
         }
         ControlCommand::Partition { peers, duration_ms } => {
             if peers.is_empty() {
-                return Err(ApiError::unprocessable(
-                    "partition needs a non-empty \"peers\" list of node ids",
-                ));
+                return Err(ApiError::unprocessable("partition needs a non-empty \"peers\" list of node ids"));
             }
             let known: Vec<u64> = node.status().members.iter().map(|m| m.id).collect();
-            if let Some(p) = peers
-                .iter()
-                .find(|p| !known.contains(p) || **p == node.id())
-            {
+            if let Some(p) = peers.iter().find(|p| !known.contains(p) || **p == node.id()) {
                 return Err(ApiError::unprocessable(format!(
                     "peer {p} is not another member of this cluster (members: {known:?})"
                 )));
@@ -116,11 +111,8 @@ mod tests {
 
     #[test]
     fn commands_parse_from_their_documented_form() {
-        let c: ControlCommand =
-            serde_json::from_str(r#"{"cmd":"partition","peers":[1,2],"duration_ms":500}"#).unwrap();
-        assert!(
-            matches!(c, ControlCommand::Partition { ref peers, duration_ms: Some(500) } if peers == &vec![1, 2])
-        );
+        let c: ControlCommand = serde_json::from_str(r#"{"cmd":"partition","peers":[1,2],"duration_ms":500}"#).unwrap();
+        assert!(matches!(c, ControlCommand::Partition { ref peers, duration_ms: Some(500) } if peers == &vec![1, 2]));
         assert!(serde_json::from_str::<ControlCommand>(r#"{"cmd":"explode"}"#).is_err());
         assert!(serde_json::from_str::<ControlCommand>(r#"{"cmd":"delay"}"#).is_err());
     }

@@ -19,13 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            fields: Map::new(),
-            location: None,
-            retry_after_s: None,
-        }
+        Self { status, message: message.into(), fields: Map::new(), location: None, retry_after_s: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -66,8 +60,5 @@ impl IntoResponse for ApiError {
 
 /// Turns axum's own rejections for paths and queries into JSON errors.
 pub async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "no such endpoint; see GET / for the API",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see GET / for the API")
 }

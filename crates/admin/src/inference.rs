@@ -52,29 +52,21 @@ fn new_request_id() -> String {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Redirect to the leader, or 503 when none is known.
 pub fn not_leader(leader_id: Option<u64>, leader_http: Option<String>, path: &str) -> ApiError {
     match (leader_id, leader_http) {
         (Some(id), Some(http)) => {
-            let mut e = ApiError::new(
-                StatusCode::TEMPORARY_REDIRECT,
-                format!("node {id} is the leader; send writes there"),
-            )
-            .with("leader_id", id)
-            .with("leader_http", http.clone());
+            let mut e =
+                ApiError::new(StatusCode::TEMPORARY_REDIRECT, format!("node {id} is the leader; send writes there"))
+                    .with("leader_id", id)
+                    .with("leader_http", http.clone());
             e.location = Some(format!("http://{http}{path}"));
             e
         }
-        _ => ApiError::unavailable(
-            "no leader is known right now; an election is probably under way",
-            1,
-        ),
+        _ => ApiError::unavailable("no leader is known right now; an election is probably under way", 1),
     }
 }
 
@@ -104,9 +96,7 @@ pub fn outcome_error(o: &PredictOutcome) -> Option<ApiError> {
     let e = match &o.result {
         PredictResult::Output(_) => return None,
         PredictResult::InvalidInput(m) => ApiError::unprocessable(format!("invalid input: {m}")),
-        PredictResult::ModelError(m) => {
-            ApiError::unprocessable(format!("the model failed on this input: {m}"))
-        }
+        PredictResult::ModelError(m) => ApiError::unprocessable(format!("the model failed on this input: {m}")),
         PredictResult::UnknownModel(m) => ApiError::new(StatusCode::NOT_FOUND, m.clone()),
         PredictResult::KeyConflict(m) => ApiError::new(StatusCode::CONFLICT, m.clone()),
     };
@@ -122,17 +112,15 @@ pub fn outcome_error(o: &PredictOutcome) -> Option<ApiError> {
 fn serving_error(e: ServingError) -> ApiError {
     match e {
         ServingError::InvalidInput(m) => ApiError::unprocessable(m),
-        ServingError::UnknownModel { name, version } => ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("model {name:?} version {version} is not loaded here"),
-        ),
+        ServingError::UnknownModel { name, version } => {
+            ApiError::new(StatusCode::NOT_FOUND, format!("model {name:?} version {version} is not loaded here"))
+        }
         other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }
 
 fn count(model: &str, outcome: &'static str) {
-    metrics::counter!("boat_requests_total", "model" => model.to_string(), "outcome" => outcome)
-        .increment(1);
+    metrics::counter!("boat_requests_total", "model" => model.to_string(), "outcome" => outcome).increment(1);
 }
 
 impl AppState {
@@ -160,14 +148,9 @@ impl AppState {
             let s = node.status();
             return Err(not_leader(s.leader_id, s.leader_http, &call.path));
         }
-        let resolved = node
-            .state()
-            .read()
-            .catalog
-            .resolve(&call.model, call.version);
-        let version = resolved.map_err(|m| {
-            ApiError::new(StatusCode::NOT_FOUND, m).with("model", call.model.clone())
-        })?;
+        let resolved = node.state().read().catalog.resolve(&call.model, call.version);
+        let version =
+            resolved.map_err(|m| ApiError::new(StatusCode::NOT_FOUND, m).with("model", call.model.clone()))?;
         let registry = node.executor().registry();
         let inputs = match call.inputs {
             Inputs::Boat(v) => registry.boat_inputs(&call.model, version, &v),
@@ -175,36 +158,28 @@ impl AppState {
         }
         .map_err(serving_error)?;
         if let Some(wanted) = &call.outputs {
-            let meta = registry.meta(&call.model, version).ok_or_else(|| {
-                serving_error(ServingError::UnknownModel {
-                    name: call.model.clone(),
-                    version,
-                })
-            })?;
+            let meta = registry
+                .meta(&call.model, version)
+                .ok_or_else(|| serving_error(ServingError::UnknownModel { name: call.model.clone(), version }))?;
             boat_serving::oip::check_requested_outputs(&meta, wanted).map_err(serving_error)?;
         }
         let id = call.key.unwrap_or_else(new_request_id);
-        let request = PredictRequest {
-            id: id.clone(),
-            inputs,
-            outputs: call.outputs,
-        };
-        let ticket = node
-            .submit(&call.model, call.version, request)
-            .map_err(|e| write_error(e, &call.path, Some(&id)))?;
+        let request = PredictRequest { id: id.clone(), inputs, outputs: call.outputs };
+        let ticket =
+            node.submit(&call.model, call.version, request).map_err(|e| write_error(e, &call.path, Some(&id)))?;
 
         let timeout = self.config.write_timeout;
         let timed_out = || {
             ApiError::unavailable(
-                format!("not committed within {timeout:?}; the outcome is unknown, retry with the same idempotency key"),
+                format!(
+                    "not committed within {timeout:?}; the outcome is unknown, retry with the same idempotency key"
+                ),
                 1,
             )
             .with("id", id.clone())
         };
-        let gone = || {
-            ApiError::unavailable("the request was dropped while this node stopped", 1)
-                .with("id", id.clone())
-        };
+        let gone =
+            || ApiError::unavailable("the request was dropped while this node stopped", 1).with("id", id.clone());
         match call.mode {
             Mode::Wait => match tokio::time::timeout(timeout, ticket.outcome).await {
                 Err(_) => Err(timed_out()),
@@ -218,11 +193,9 @@ impl AppState {
                     Err(_) => Err(timed_out()),
                     Ok(Err(_)) => Err(gone()),
                     Ok(Ok(Err(e))) => Err(write_error(e, &call.path, Some(&id))),
-                    Ok(Ok(Ok(log_id))) => Ok(Answer::Accepted {
-                        id: id.clone(),
-                        index: log_id.index,
-                        term: log_id.leader_id.term,
-                    }),
+                    Ok(Ok(Ok(log_id))) => {
+                        Ok(Answer::Accepted { id: id.clone(), index: log_id.index, term: log_id.leader_id.term })
+                    }
                 };
                 // Forget the pending mark once the outcome is in (or lost).
                 let (pending, outcome) = (self.clone(), ticket.outcome);
@@ -237,23 +210,14 @@ impl AppState {
     }
 
     fn pending_insert(&self, id: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string());
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string());
     }
 
     fn pending_remove(&self, id: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     pub fn is_pending(&self, id: &str) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id)
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
     }
 }

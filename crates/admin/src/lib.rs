@@ -5,6 +5,8 @@
 //! - [`inference`]: the one prediction service behind every surface.
 //! - [`predict`]: Boat's `POST /predict`.
 //! - [`v2`]: the Open Inference Protocol (KServe v2) over HTTP.
+//! - [`grpc`]: the same protocol over gRPC, on the HTTP port; its message
+//!   conversions are in [`grpc_convert`].
 //! - [`predictions`]: `GET /predictions/{id}`, results of asynchronous requests.
 //! - [`models`]: model upload, listing, default version and deletion.
 //! - [`status`]: `GET /` and `GET /status`.
@@ -18,6 +20,8 @@ pub mod auth;
 pub mod control;
 pub mod error;
 pub mod extract;
+pub mod grpc;
+pub mod grpc_convert;
 pub mod inference;
 pub mod metrics;
 pub mod models;

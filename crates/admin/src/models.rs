@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boat_raft::catalog::ModelEntry;
-use boat_raft::{Command, CommandResult, UploadModel};
+use boat_raft::{Command, CommandResult, UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -33,9 +33,7 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {
@@ -72,46 +70,36 @@ fn entry_json(app: &AppState, name: &str, entry: &ModelEntry) -> Value {
 
 pub async fn list(State(app): State<AppState>) -> Json<Value> {
     let state = app.node.state().read();
-    let models: Vec<Value> = state
-        .catalog
-        .models
-        .iter()
-        .map(|(n, e)| entry_json(&app, n, e))
-        .collect();
+    let models: Vec<Value> = state.catalog.models.iter().map(|(n, e)| entry_json(&app, n, e)).collect();
     Json(json!({ "models": models }))
 }
 
-pub async fn show(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn show(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let state = app.node.state().read();
-    let entry =
-        state.catalog.models.get(&name).ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, format!("unknown model {name:?}"))
-        })?;
+    let entry = state
+        .catalog
+        .models
+        .get(&name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown model {name:?}")))?;
     Ok(Json(entry_json(&app, &name, entry)))
 }
 
-/// Appends a model command and maps its result.
-async fn write(
-    app: &AppState,
-    cmd: Command,
-    path: &str,
-) -> Result<boat_raft::ModelChange, ApiError> {
+/// Appends a model command and waits for its result.
+async fn append(app: &AppState, cmd: Command, path: &str) -> Result<CommandResult, ApiError> {
     let timeout = app.config.write_timeout;
     match tokio::time::timeout(timeout, app.node.write(cmd)).await {
-        Err(_) => Err(ApiError::unavailable(
-            format!("not committed within {timeout:?}; check GET /api/models"),
-            1,
-        )),
+        Err(_) => Err(ApiError::unavailable(format!("not committed within {timeout:?}; check GET /api/models"), 1)),
         Ok(Err(e)) => Err(write_error(e, path, None)),
-        Ok(Ok(CommandResult::ModelChanged(c))) => Ok(c),
         Ok(Ok(CommandResult::Refused(m))) => Err(ApiError::new(StatusCode::CONFLICT, m)),
-        Ok(Ok(other)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected result {other:?}"),
-        )),
+        Ok(Ok(result)) => Ok(result),
+    }
+}
+
+/// Appends a model change and returns its effect.
+async fn write(app: &AppState, cmd: Command, path: &str) -> Result<boat_raft::ModelChange, ApiError> {
+    match append(app, cmd, path).await? {
+        CommandResult::ModelChanged(c) => Ok(c),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected result {other:?}"))),
     }
 }
 
@@ -126,17 +114,9 @@ pub async fn upload(
     let path = format!("/api/models/{name}");
     if !app.node.is_leader() {
         let s = app.node.status();
-        return Err(crate::inference::not_leader(
-            s.leader_id,
-            s.leader_http,
-            &path,
-        ));
+        return Err(crate::inference::not_leader(s.leader_id, s.leader_http, &path));
     }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -144,31 +124,29 @@ pub async fn upload(
         ));
     }
     let limit = app.config.max_model_bytes;
-    let bytes = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("model file is larger than {limit} bytes"),
-            )
-        })?;
+    let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("model file is larger than {limit} bytes"))
+    })?;
     let bytes = bytes.to_vec();
     // Loading the model is the validation; it is CPU work, off the runtime.
     let registry = app.node.executor().registry().clone();
-    let (signature, bytes) =
-        tokio::task::spawn_blocking(move || (registry.validate(&bytes), bytes))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (signature, bytes) = tokio::task::spawn_blocking(move || (registry.validate(&bytes), bytes))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let signature = signature.map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let sha256 = signature.sha256.clone();
     tracing::info!(bytes = bytes.len(), %sha256, "model upload validated");
-    let cmd = Command::UploadModel(UploadModel {
-        name: name.clone(),
-        sha256: sha256.clone(),
-        uploaded_at_ms: now_ms(),
-        bytes,
-    });
-    let change = write(&app, cmd, &path).await?;
+    // The file travels as chunk entries, then one entry that completes it,
+    // so that no single append is large.
+    let upload_id = rand::random::<u64>();
+    let mut chunks = 0u32;
+    for piece in bytes.chunks(UPLOAD_CHUNK_BYTES) {
+        let chunk = UploadChunk { upload_id, seq: chunks, at_ms: now_ms(), bytes: piece.to_vec() };
+        append(&app, Command::UploadChunk(chunk), &path).await?;
+        chunks += 1;
+    }
+    let done = UploadModel { name: name.clone(), upload_id, chunks, sha256: sha256.clone(), uploaded_at_ms: now_ms() };
+    let change = write(&app, Command::UploadModel(done), &path).await?;
     let body = json!({
         "name": name,
         "version": change.version,
@@ -196,18 +174,8 @@ pub async fn set_default(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&app.config, &headers)?;
     let path = format!("/api/models/{name}/default");
-    let change = write(
-        &app,
-        Command::SetDefault {
-            name: name.clone(),
-            version: body.version,
-        },
-        &path,
-    )
-    .await?;
-    Ok(Json(
-        json!({"name": name, "default_version": change.default_version, "index": change.index}),
-    ))
+    let change = write(&app, Command::SetDefault { name: name.clone(), version: body.version }, &path).await?;
+    Ok(Json(json!({"name": name, "default_version": change.default_version, "index": change.index})))
 }
 
 pub async fn delete_version(
@@ -217,15 +185,7 @@ pub async fn delete_version(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&app.config, &headers)?;
     let path = format!("/api/models/{name}/versions/{version}");
-    let change = write(
-        &app,
-        Command::DeleteVersion {
-            name: name.clone(),
-            version,
-        },
-        &path,
-    )
-    .await?;
+    let change = write(&app, Command::DeleteVersion { name: name.clone(), version }, &path).await?;
     Ok(Json(
         json!({"name": name, "deleted_version": version, "default_version": change.default_version, "index": change.index}),
     ))

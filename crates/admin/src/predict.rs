@@ -42,32 +42,23 @@ pub struct PredictBody {
 }
 
 /// The idempotency key from the header or the body; they must agree.
-pub fn request_key(
-    headers: &HeaderMap,
-    body_id: Option<String>,
-) -> Result<Option<String>, ApiError> {
+pub fn request_key(headers: &HeaderMap, body_id: Option<String>) -> Result<Option<String>, ApiError> {
     let header = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
-                .to_string(),
-        ),
+        Some(v) => {
+            Some(v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?.to_string())
+        }
     };
     let key = match (header, body_id) {
         (Some(h), Some(b)) if h != b => {
-            return Err(ApiError::bad_request(
-                "Idempotency-Key header and body \"id\" differ; send one of them",
-            ))
+            return Err(ApiError::bad_request("Idempotency-Key header and body \"id\" differ; send one of them"))
         }
         (Some(h), _) => Some(h),
         (None, b) => b,
     };
     if let Some(k) = &key {
         if k.is_empty() || k.len() > MAX_KEY_LEN {
-            return Err(ApiError::bad_request(format!(
-                "idempotency key must be 1 to {MAX_KEY_LEN} bytes"
-            )));
+            return Err(ApiError::bad_request(format!("idempotency key must be 1 to {MAX_KEY_LEN} bytes")));
         }
     }
     Ok(key)
@@ -78,17 +69,14 @@ pub fn async_mode(query: &HashMap<String, String>) -> Result<Mode, ApiError> {
     match query.get("async").map(String::as_str) {
         None | Some("false") | Some("0") => Ok(Mode::Wait),
         Some("true") | Some("1") | Some("") => Ok(Mode::Async),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "async must be true or false, not {other:?}"
-        ))),
+        Some(other) => Err(ApiError::bad_request(format!("async must be true or false, not {other:?}"))),
     }
 }
 
 /// The 202 answer for an accepted asynchronous request.
 pub fn accepted(id: String, index: u64, term: u64) -> Response {
     let url = format!("/predictions/{id}");
-    let body =
-        json!({"id": id, "status": "accepted", "index": index, "term": term, "result_url": url});
+    let body = json!({"id": id, "status": "accepted", "index": index, "term": term, "result_url": url});
     let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&url) {
         resp.headers_mut().insert(header::LOCATION, v);

@@ -13,10 +13,7 @@ use crate::inference::{not_leader, outcome_error};
 use crate::predict::outcome_json;
 use crate::server::AppState;
 
-pub async fn get(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let found = app.node.state().read().outcome(&id).cloned();
     if let Some(outcome) = found {
         let mut body = outcome_json(&outcome, app.node.id());
@@ -31,23 +28,12 @@ pub async fn get(
         return Ok(Json(body).into_response());
     }
     if app.is_pending(&id) {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"id": id, "status": "pending"})),
-        )
-            .into_response());
+        return Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response());
     }
     let status = app.node.status();
     if !status.is_leader && status.leader_id.is_some() {
-        return Err(not_leader(
-            status.leader_id,
-            status.leader_http,
-            &format!("/predictions/{id}"),
-        ));
+        return Err(not_leader(status.leader_id, status.leader_http, &format!("/predictions/{id}")));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "no result for this id: unknown, expired, or not applied yet",
-    )
-    .with("id", id))
+    Err(ApiError::new(StatusCode::NOT_FOUND, "no result for this id: unknown, expired, or not applied yet")
+        .with("id", id))
 }

@@ -12,7 +12,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{control, error, metrics, models, predict, predictions, status, v2};
+use crate::{control, error, grpc, metrics, models, predict, predictions, status, v2};
 
 /// HTTP settings of a node.
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // gRPC shares the HTTP port: see `grpc` for how.
+    let grpc = grpc::router(state.clone());
     Router::new()
         .route("/", get(status::greeting))
         .route("/status", get(status::status))
@@ -63,30 +65,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/models", get(models::list))
         .route("/api/models/{name}", get(models::show).post(models::upload))
         .route("/api/models/{name}/default", post(models::set_default))
-        .route(
-            "/api/models/{name}/versions/{version}",
-            delete(models::delete_version),
-        )
+        .route("/api/models/{name}/versions/{version}", delete(models::delete_version))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/models/{name}", get(v2::model_metadata))
         .route("/v2/models/{name}/ready", get(v2::model_ready))
         .route("/v2/models/{name}/infer", post(v2::infer))
-        .route(
-            "/v2/models/{name}/versions/{version}",
-            get(v2::version_metadata),
-        )
-        .route(
-            "/v2/models/{name}/versions/{version}/ready",
-            get(v2::version_ready),
-        )
-        .route(
-            "/v2/models/{name}/versions/{version}/infer",
-            post(v2::version_infer),
-        )
+        .route("/v2/models/{name}/versions/{version}", get(v2::version_metadata))
+        .route("/v2/models/{name}/versions/{version}/ready", get(v2::version_ready))
+        .route("/v2/models/{name}/versions/{version}/infer", post(v2::version_infer))
         .fallback(error::not_found)
         .with_state(state)
+        .merge(grpc)
 }
 
 /// A bound HTTP server, not yet serving.
@@ -97,25 +88,11 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub async fn bind(
-        node: RaftNode,
-        config: HttpConfig,
-        metrics: Option<PrometheusHandle>,
-    ) -> std::io::Result<Self> {
+    pub async fn bind(node: RaftNode, config: HttpConfig, metrics: Option<PrometheusHandle>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let (exit, exit_requested) = watch::channel(false);
-        let state = AppState {
-            node,
-            config: Arc::new(config),
-            metrics,
-            pending: Arc::default(),
-            exit,
-        };
-        Ok(Self {
-            listener,
-            state,
-            exit_requested,
-        })
+        let state = AppState { node, config: Arc::new(config), metrics, pending: Arc::default(), exit };
+        Ok(Self { listener, state, exit_requested })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -137,9 +114,7 @@ impl HttpServer {
                 _ = exit_requested.wait_for(|e| *e) => {}
             }
         };
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop)
-            .await?;
+        axum::serve(self.listener, app).with_graceful_shutdown(stop).await?;
         let by_exit = *exit_seen.borrow_and_update();
         Ok(by_exit)
     }

@@ -8,11 +8,7 @@ use crate::server::AppState;
 
 pub async fn greeting(State(app): State<AppState>) -> String {
     let s = app.node.status();
-    let role = if s.is_leader {
-        "the leader".to_string()
-    } else {
-        format!("a {}", s.state.to_lowercase())
-    };
+    let role = if s.is_leader { "the leader".to_string() } else { format!("a {}", s.state.to_lowercase()) };
     let leader = match (s.leader_id, s.leader_http) {
         (Some(id), Some(http)) if !s.is_leader => {
             format!(" The leader is node {id} at http://{http}.")

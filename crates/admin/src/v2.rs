@@ -25,9 +25,7 @@ use crate::predict::{accepted, async_mode, request_key};
 use crate::server::AppState;
 
 pub async fn server_metadata() -> Json<Value> {
-    Json(
-        json!({"name": "boat", "version": env!("CARGO_PKG_VERSION"), "extensions": ["async", "idempotency"]}),
-    )
+    Json(json!({"name": "boat", "version": env!("CARGO_PKG_VERSION"), "extensions": ["async", "idempotency"]}))
 }
 
 pub async fn live() -> Json<Value> {
@@ -46,21 +44,12 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     };
     match problem {
         None => Json(json!({"ready": true})).into_response(),
-        Some(p) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "error": p})),
-        )
-            .into_response(),
+        Some(p) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "error": p}))).into_response(),
     }
 }
 
 fn parse_version(v: &str) -> Result<u64, ApiError> {
-    v.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("version {v:?} is not a number"),
-        )
-    })
+    v.parse().map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("version {v:?} is not a number")))
 }
 
 /// The resolved version and its metadata, or 404.
@@ -72,29 +61,17 @@ fn resolve(
     let state = app.node.state().read();
     let not_found = |m: String| ApiError::new(StatusCode::NOT_FOUND, m);
     let v = state.catalog.resolve(name, version).map_err(not_found)?;
-    let versions = state
-        .catalog
-        .models
-        .get(name)
-        .map(|e| e.versions.keys().copied().collect())
-        .unwrap_or_default();
+    let versions = state.catalog.models.get(name).map(|e| e.versions.keys().copied().collect()).unwrap_or_default();
     let meta = app
         .node
         .executor()
         .registry()
         .meta(name, v)
-        .ok_or_else(|| {
-            not_found(format!(
-                "model {name:?} version {v} is not loaded on this node"
-            ))
-        })?;
+        .ok_or_else(|| not_found(format!("model {name:?} version {v} is not loaded on this node")))?;
     Ok((v, meta, versions))
 }
 
-pub async fn model_metadata(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn model_metadata(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let (_, meta, versions) = resolve(&app, &name, None)?;
     Ok(Json(oip::model_metadata(&meta, &versions)))
 }
@@ -107,14 +84,9 @@ pub async fn version_metadata(
     Ok(Json(oip::model_metadata(&meta, &versions)))
 }
 
-pub async fn model_ready(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn model_ready(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let (v, _, _) = resolve(&app, &name, None)?;
-    Ok(Json(
-        json!({"name": name, "version": v.to_string(), "ready": true}),
-    ))
+    Ok(Json(json!({"name": name, "version": v.to_string(), "ready": true})))
 }
 
 pub async fn version_ready(
@@ -122,9 +94,7 @@ pub async fn version_ready(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (v, _, _) = resolve(&app, &name, Some(parse_version(&version)?))?;
-    Ok(Json(
-        json!({"name": name, "version": v.to_string(), "ready": true}),
-    ))
+    Ok(Json(json!({"name": name, "version": v.to_string(), "ready": true})))
 }
 
 pub async fn infer(
@@ -164,20 +134,14 @@ async fn run_infer(
     let mode = match param("async") {
         Some(Value::Bool(true)) => Mode::Async,
         Some(Value::Bool(false)) => Mode::Wait,
-        Some(other) => {
-            return Err(ApiError::unprocessable(format!(
-                "parameters.async must be a boolean, not {other}"
-            )))
-        }
+        Some(other) => return Err(ApiError::unprocessable(format!("parameters.async must be a boolean, not {other}"))),
         None => async_mode(&query)?,
     };
     let body_key = match param("idempotency_key") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => {
-            return Err(ApiError::unprocessable(format!(
-                "parameters.idempotency_key must be a string, not {other}"
-            )))
+            return Err(ApiError::unprocessable(format!("parameters.idempotency_key must be a string, not {other}")))
         }
     };
     let key = request_key(&headers, body_key)?;
@@ -198,19 +162,10 @@ async fn run_infer(
                 return Err(e);
             }
             let PredictResult::Output(outputs) = &o.result else {
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "an outcome without outputs",
-                ));
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "an outcome without outputs"));
             };
             let echo_id = req.id.as_deref().unwrap_or(&o.id);
-            let mut resp = oip::infer_response(
-                &o.model,
-                &o.version.to_string(),
-                Some(echo_id),
-                outputs,
-                None,
-            );
+            let mut resp = oip::infer_response(&o.model, &o.version.to_string(), Some(echo_id), outputs, None);
             resp["parameters"] = json!({
                 "request_id": o.id, "index": o.index, "term": o.term, "duplicate": o.duplicate, "node_id": app.node.id(),
             });

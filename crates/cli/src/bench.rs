@@ -93,25 +93,18 @@ impl BenchCluster {
         let bin = std::env::current_exe().context("locating the boat binary")?;
         let mut spec = ClusterSpec::free_ports(args.nodes, dir.path().to_path_buf(), bin)?;
         spec.node_args = args.node_args.clone();
-        spec.admin_token_file = Some(crate::cluster::ensure_admin_token(
-            &spec.admin_token_path(),
-        )?);
+        spec.admin_token_file = Some(crate::cluster::ensure_admin_token(&spec.admin_token_path())?);
         let cluster = LocalCluster::start(spec)?;
         cluster.wait_for_leader(Duration::from_secs(30)).await?;
         Ok(Self { cluster, _dir: dir })
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.cluster.spec.admin_token_path())
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(self.cluster.spec.admin_token_path()).unwrap_or_default().trim().to_string()
     }
 
     pub fn urls(&self) -> Vec<String> {
-        (0..self.cluster.len())
-            .map(|i| self.cluster.http(i))
-            .collect()
+        (0..self.cluster.len()).map(|i| self.cluster.http(i)).collect()
     }
 }
 
@@ -159,21 +152,14 @@ pub async fn closed_loop(
     let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(max_requests));
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (client, url, body, budget) = (
-            client.clone(),
-            url.to_string(),
-            body.clone(),
-            budget.clone(),
-        );
+        let (client, url, body, budget) = (client.clone(), url.to_string(), body.clone(), budget.clone());
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors) = (Vec::new(), 0usize);
             while Instant::now() < deadline
                 && budget
-                    .fetch_update(
-                        std::sync::atomic::Ordering::Relaxed,
-                        std::sync::atomic::Ordering::Relaxed,
-                        |b| b.checked_sub(1),
-                    )
+                    .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |b| {
+                        b.checked_sub(1)
+                    })
                     .is_ok()
             {
                 let t = Instant::now();
@@ -185,12 +171,7 @@ pub async fn closed_loop(
             (lat, errors)
         }));
     }
-    let mut trial = Trial {
-        ok: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
+    let mut trial = Trial { ok: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
     for t in tasks {
         if let Ok((lat, errors)) = t.await {
             trial.ok += lat.len();
@@ -206,32 +187,20 @@ pub async fn closed_loop(
 async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     let bench = BenchCluster::start(&args.cluster).await?;
     let client = HttpClient::new()?;
-    let leader = bench
-        .cluster
-        .wait_for_leader(Duration::from_secs(30))
-        .await?;
+    let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let url = bench.cluster.http(leader);
     let body = json!({"input": "Hello"});
     println!(
         "/predict on a {}-node cluster (echo model), {}s trials x {}, medians",
         args.cluster.nodes, args.seconds, args.repeat
     );
-    println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>8}",
-        "clients", "req/s", "p50 ms", "p99 ms", "errors"
-    );
+    println!("{:>8} {:>12} {:>10} {:>10} {:>8}", "clients", "req/s", "p50 ms", "p99 ms", "errors");
     for &clients in &args.clients {
         let (mut rps, mut p50, mut p99, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0);
         for _ in 0..args.repeat {
-            let t = closed_loop(
-                &client,
-                &url,
-                body.clone(),
-                clients,
-                Duration::from_secs(args.seconds),
-                args.max_requests,
-            )
-            .await;
+            let t =
+                closed_loop(&client, &url, body.clone(), clients, Duration::from_secs(args.seconds), args.max_requests)
+                    .await;
             rps.push(t.ok as f64 / t.elapsed.as_secs_f64());
             p50.push(percentile_ms(&t.latencies, 50.0));
             p99.push(percentile_ms(&t.latencies, 99.0));
@@ -257,27 +226,20 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
     let client = HttpClient::new()?;
     let urls = bench.urls();
     let mut times = Vec::new();
-    println!("failover on a {}-node cluster: SIGKILL the leader, time to the first 200 from a new leader", args.cluster.nodes);
+    println!(
+        "failover on a {}-node cluster: SIGKILL the leader, time to the first 200 from a new leader",
+        args.cluster.nodes
+    );
     for run in 0..args.runs {
-        let leader = bench
-            .cluster
-            .wait_for_leader(Duration::from_secs(30))
-            .await?;
-        let warm = client
-            .predict(&urls[leader], &json!({"input": "warm"}), None)
-            .await?;
+        let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let warm = client.predict(&urls[leader], &json!({"input": "warm"}), None).await?;
         if !warm.status.is_success() {
             bail!("warm-up prediction failed: {}", warm.text);
         }
         bench.cluster.kill_node(leader).await?;
         let t0 = Instant::now();
         let r = client
-            .predict_anywhere(
-                &urls,
-                &json!({"input": format!("failover {run}")}),
-                None,
-                t0 + Duration::from_secs(30),
-            )
+            .predict_anywhere(&urls, &json!({"input": format!("failover {run}")}), None, t0 + Duration::from_secs(30))
             .await?;
         let took = t0.elapsed();
         if !r.status.is_success() {
@@ -291,24 +253,12 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
         );
         times.push(took.as_secs_f64() * 1000.0);
         bench.cluster.start_node(leader)?;
-        let committed = bench
-            .cluster
-            .client
-            .status(&urls[r.body["node_id"].as_u64().unwrap_or(0) as usize])
-            .await?
-            .commit_index;
-        bench
-            .cluster
-            .wait_for_applied(committed, Duration::from_secs(30))
-            .await?;
+        let committed =
+            bench.cluster.client.status(&urls[r.body["node_id"].as_u64().unwrap_or(0) as usize]).await?.commit_index;
+        bench.cluster.wait_for_applied(committed, Duration::from_secs(30)).await?;
     }
     let worst = times.iter().cloned().fold(f64::MIN, f64::max);
-    println!(
-        "failover over {} runs: median {:.1} ms, worst {:.1} ms",
-        times.len(),
-        median(&mut times),
-        worst
-    );
+    println!("failover over {} runs: median {:.1} ms, worst {:.1} ms", times.len(), median(&mut times), worst);
     Ok(())
 }
 

@@ -55,8 +55,7 @@ fn parse_models(specs: &[String]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         .iter()
         .map(|s| {
             let (name, path) = s.split_once('=').context("models are NAME=PATH")?;
-            let bytes =
-                std::fs::read(PathBuf::from(path)).with_context(|| format!("reading {path}"))?;
+            let bytes = std::fs::read(PathBuf::from(path)).with_context(|| format!("reading {path}"))?;
             Ok((name.to_string(), bytes))
         })
         .collect()
@@ -81,11 +80,9 @@ fn raw_trial(
                 let mut lat = Vec::new();
                 while Instant::now() < deadline
                     && budget
-                        .fetch_update(
-                            std::sync::atomic::Ordering::Relaxed,
-                            std::sync::atomic::Ordering::Relaxed,
-                            |b| b.checked_sub(1),
-                        )
+                        .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |b| {
+                            b.checked_sub(1)
+                        })
                         .is_ok()
                 {
                     let input = Tensor::new("input", vec![1, 4], ROW.to_vec().into());
@@ -100,11 +97,7 @@ fn raw_trial(
             })
         })
         .collect();
-    let mut all: Vec<Duration> = handles
-        .into_iter()
-        .filter_map(|h| h.join().ok())
-        .flatten()
-        .collect();
+    let mut all: Vec<Duration> = handles.into_iter().filter_map(|h| h.join().ok()).flatten().collect();
     all.sort();
     (all.len(), start.elapsed(), all)
 }
@@ -142,15 +135,10 @@ async fn cluster_rows(
 ) -> anyhow::Result<()> {
     let bench = BenchCluster::start(&cluster).await?;
     let client = HttpClient::new()?;
-    let leader = bench
-        .cluster
-        .wait_for_leader(Duration::from_secs(30))
-        .await?;
+    let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let url = bench.cluster.http(leader);
     for (name, bytes) in models {
-        let r = client
-            .upload_model(&url, name, bytes.clone(), Some(&bench.token()))
-            .await?;
+        let r = client.upload_model(&url, name, bytes.clone(), Some(&bench.token())).await?;
         if r.status.as_u16() != 201 {
             bail!("uploading {name}: {}", r.text);
         }
@@ -170,10 +158,7 @@ async fn cluster_rows(
                 trials.push((t.ok, t.elapsed, t.latencies, t.errors));
             }
             let row = summarize(name, setup, clients, trials);
-            eprintln!(
-                "  {:<16} {:<22} {:>3} clients: {:>8.0} req/s",
-                row.model, row.setup, clients, row.rps
-            );
+            eprintln!("  {:<16} {:<22} {:>3} clients: {:>8.0} req/s", row.model, row.setup, clients, row.rps);
             rows.push(row);
         }
     }
@@ -189,45 +174,27 @@ pub async fn run(args: ServingArgs) -> anyhow::Result<()> {
     for (name, bytes) in &models {
         registry.load(name, 1, bytes)?;
         for &clients in &args.clients {
-            let (registry, name2, secs, max, repeat) = (
-                registry.clone(),
-                name.clone(),
-                args.seconds,
-                args.max_requests,
-                args.repeat,
-            );
+            let (registry, name2, secs, max, repeat) =
+                (registry.clone(), name.clone(), args.seconds, args.max_requests, args.repeat);
             let trials = tokio::task::spawn_blocking(move || {
                 (0..repeat)
                     .map(|_| {
-                        let (ok, el, lat) =
-                            raw_trial(&registry, &name2, clients, Duration::from_secs(secs), max);
+                        let (ok, el, lat) = raw_trial(&registry, &name2, clients, Duration::from_secs(secs), max);
                         (ok, el, lat, 0)
                     })
                     .collect::<Vec<_>>()
             })
             .await?;
             let row = summarize(name, "(a) raw ONNX Runtime", clients, trials);
-            eprintln!(
-                "  {:<16} {:<22} {:>3} clients: {:>8.0} req/s",
-                row.model, row.setup, clients, row.rps
-            );
+            eprintln!("  {:<16} {:<22} {:>3} clients: {:>8.0} req/s", row.model, row.setup, clients, row.rps);
             rows.push(row);
         }
     }
-    let plain = |nodes: usize, extra: &[&str]| ClusterArgs {
-        nodes,
-        node_args: extra.iter().map(|s| s.to_string()).collect(),
-    };
+    let plain =
+        |nodes: usize, extra: &[&str]| ClusterArgs { nodes, node_args: extra.iter().map(|s| s.to_string()).collect() };
     cluster_rows(&args, &models, "(b) 1 node", plain(1, &[]), &mut rows).await?;
     cluster_rows(&args, &models, "(c) 3 nodes", plain(3, &[]), &mut rows).await?;
-    cluster_rows(
-        &args,
-        &models,
-        "(c) 3 nodes, no batching",
-        plain(3, &["--max-batch", "1"]),
-        &mut rows,
-    )
-    .await?;
+    cluster_rows(&args, &models, "(c) 3 nodes, no batching", plain(3, &["--max-batch", "1"]), &mut rows).await?;
 
     println!(
         "{:<16} {:<26} {:>7} {:>10} {:>9} {:>9} {:>7}",
@@ -243,15 +210,19 @@ pub async fn run(args: ServingArgs) -> anyhow::Result<()> {
     for (name, _) in &models {
         for &clients in &args.clients {
             let find = |setup: &str| {
-                rows.iter()
-                    .find(|r| &r.model == name && r.setup == setup && r.clients == clients)
-                    .map(|r| r.rps)
+                rows.iter().find(|r| &r.model == name && r.setup == setup && r.clients == clients).map(|r| r.rps)
             };
             if let (Some(b), Some(nb)) = (find("(c) 3 nodes"), find("(c) 3 nodes, no batching")) {
-                println!("{name}, {clients} clients: batching gives {:.2}x the throughput of one request per entry", b / nb);
+                println!(
+                    "{name}, {clients} clients: batching gives {:.2}x the throughput of one request per entry",
+                    b / nb
+                );
             }
             if let (Some(raw), Some(c3)) = (find("(a) raw ONNX Runtime"), find("(c) 3 nodes")) {
-                println!("{name}, {clients} clients: the 3-node cluster runs at {:.1}% of raw in-process throughput", 100.0 * c3 / raw);
+                println!(
+                    "{name}, {clients} clients: the 3-node cluster runs at {:.1}% of raw in-process throughput",
+                    100.0 * c3 / raw
+                );
             }
         }
     }

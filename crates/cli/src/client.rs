@@ -48,12 +48,7 @@ impl HttpClient {
         let headers = resp.headers().clone();
         let text = resp.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            text,
-        })
+        Ok(Reply { status, headers, body, text })
     }
 
     pub async fn get(&self, base: &str, path: &str) -> anyhow::Result<Reply> {
@@ -61,32 +56,14 @@ impl HttpClient {
     }
 
     /// POSTs raw bytes with a content type.
-    pub async fn post_raw(
-        &self,
-        base: &str,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> anyhow::Result<Reply> {
-        let resp = self
-            .http
-            .post(format!("{base}{path}"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await?;
+    pub async fn post_raw(&self, base: &str, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
+        let resp =
+            self.http.post(format!("{base}{path}")).header("content-type", content_type).body(body).send().await?;
         Self::finish(resp).await
     }
 
     pub async fn post_json(&self, base: &str, path: &str, body: &Value) -> anyhow::Result<Reply> {
-        Self::finish(
-            self.http
-                .post(format!("{base}{path}"))
-                .json(body)
-                .send()
-                .await?,
-        )
-        .await
+        Self::finish(self.http.post(format!("{base}{path}")).json(body).send().await?).await
     }
 
     pub async fn status(&self, base: &str) -> anyhow::Result<NodeStatus> {
@@ -98,12 +75,7 @@ impl HttpClient {
     }
 
     /// One `/predict` call to `base`, with an optional idempotency key.
-    pub async fn predict(
-        &self,
-        base: &str,
-        body: &Value,
-        key: Option<&str>,
-    ) -> anyhow::Result<Reply> {
+    pub async fn predict(&self, base: &str, body: &Value, key: Option<&str>) -> anyhow::Result<Reply> {
         let mut req = self.http.post(format!("{base}/predict")).json(body);
         if let Some(k) = key {
             req = req.header("idempotency-key", k);
@@ -170,10 +142,7 @@ impl HttpClient {
                 Ok(r) if r.status == StatusCode::TEMPORARY_REDIRECT => {
                     if let Some(http) = r.body.get("leader_http").and_then(|v| v.as_str()) {
                         let leader = format!("http://{http}");
-                        target = nodes
-                            .iter()
-                            .position(|n| *n == leader)
-                            .unwrap_or(target + 1);
+                        target = nodes.iter().position(|n| *n == leader).unwrap_or(target + 1);
                         continue;
                     }
                     target += 1;

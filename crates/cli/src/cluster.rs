@@ -52,16 +52,10 @@ impl ClusterSpec {
         boat_bin: PathBuf,
     ) -> anyhow::Result<Self> {
         let addr = |port: u16| -> anyhow::Result<SocketAddr> {
-            format!("{host}:{port}")
-                .parse()
-                .with_context(|| format!("bad host {host:?}"))
+            format!("{host}:{port}").parse().with_context(|| format!("bad host {host:?}"))
         };
-        let http = (0..n)
-            .map(|i| addr(http_base + i as u16))
-            .collect::<anyhow::Result<_>>()?;
-        let raft = (0..n)
-            .map(|i| addr(raft_base + i as u16))
-            .collect::<anyhow::Result<_>>()?;
+        let http = (0..n).map(|i| addr(http_base + i as u16)).collect::<anyhow::Result<_>>()?;
+        let raft = (0..n).map(|i| addr(raft_base + i as u16)).collect::<anyhow::Result<_>>()?;
         Ok(Self {
             dir,
             boat_bin,
@@ -141,8 +135,7 @@ impl ClusterSpec {
             .arg("--log-dir")
             .arg(self.log_dir());
         for j in 0..self.len() {
-            cmd.arg("--member")
-                .arg(format!("{j}={}/{}", self.raft[j], self.http[j]));
+            cmd.arg("--member").arg(format!("{j}={}/{}", self.raft[j], self.http[j]));
         }
         if let Some(lib) = &self.ort_lib {
             cmd.arg("--ort-lib").arg(lib);
@@ -170,11 +163,7 @@ pub fn ensure_admin_token(path: &Path) -> anyhow::Result<PathBuf> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let token = format!(
-            "{:032x}{:032x}",
-            rand::random::<u128>(),
-            rand::random::<u128>()
-        );
+        let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -196,14 +185,9 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts every node.
     pub fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&spec.dir)
-            .with_context(|| format!("creating {}", spec.dir.display()))?;
+        std::fs::create_dir_all(&spec.dir).with_context(|| format!("creating {}", spec.dir.display()))?;
         let n = spec.len();
-        let mut cluster = Self {
-            spec,
-            children: (0..n).map(|_| None).collect(),
-            client: HttpClient::new()?,
-        };
+        let mut cluster = Self { spec, children: (0..n).map(|_| None).collect(), client: HttpClient::new()? };
         for i in 0..n {
             cluster.start_node(i)?;
         }
@@ -227,11 +211,8 @@ impl LocalCluster {
         if self.children[i].is_some() {
             bail!("node {i} is already running");
         }
-        let mut child = self
-            .spec
-            .command(i)
-            .spawn()
-            .with_context(|| format!("spawning {}", self.spec.boat_bin.display()))?;
+        let mut child =
+            self.spec.command(i).spawn().with_context(|| format!("spawning {}", self.spec.boat_bin.display()))?;
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(prefix_lines(i, stderr));
         }
@@ -249,10 +230,7 @@ impl LocalCluster {
     /// SIGKILLs node `i` and reaps it.
     pub async fn kill_node(&mut self, i: usize) -> anyhow::Result<()> {
         if let Some(mut child) = self.children[i].take() {
-            child
-                .kill()
-                .await
-                .with_context(|| format!("killing node {i}"))?;
+            child.kill().await.with_context(|| format!("killing node {i}"))?;
         }
         Ok(())
     }
@@ -368,11 +346,7 @@ async fn prefix_lines(i: usize, out: tokio::process::ChildStderr) {
 }
 
 fn remove_if_exists(p: &Path) -> anyhow::Result<()> {
-    let res = if p.is_dir() {
-        std::fs::remove_dir_all(p)
-    } else {
-        std::fs::remove_file(p)
-    };
+    let res = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
     match res {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("removing {}", p.display()))

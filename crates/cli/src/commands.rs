@@ -20,20 +20,9 @@ pub struct Target {
 impl Target {
     pub fn urls(&self) -> Vec<String> {
         if self.nodes.is_empty() {
-            (0..3)
-                .map(|i| format!("http://127.0.0.1:{}", 8080 + i))
-                .collect()
+            (0..3).map(|i| format!("http://127.0.0.1:{}", 8080 + i)).collect()
         } else {
-            self.nodes
-                .iter()
-                .map(|n| {
-                    if n.contains("://") {
-                        n.clone()
-                    } else {
-                        format!("http://{n}")
-                    }
-                })
-                .collect()
+            self.nodes.iter().map(|n| if n.contains("://") { n.clone() } else { format!("http://{n}") }).collect()
         }
     }
 }
@@ -81,21 +70,15 @@ pub struct PredictArgs {
 
 /// `boat predict`: sends a prediction to the leader, wherever it is.
 pub async fn predict(target: &Target, args: PredictArgs) -> anyhow::Result<()> {
-    let input: Value =
-        serde_json::from_str(&args.input).unwrap_or(Value::String(args.input.clone()));
+    let input: Value = serde_json::from_str(&args.input).unwrap_or(Value::String(args.input.clone()));
     let mut body = json!({ "input": input });
     if let Some(m) = &args.model {
         body["model"] = json!(m);
     }
     let client = HttpClient::new()?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
-    let reply = client
-        .predict_anywhere(&target.urls(), &body, args.key.as_deref(), deadline)
-        .await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&reply.body).unwrap_or(reply.text.clone())
-    );
+    let reply = client.predict_anywhere(&target.urls(), &body, args.key.as_deref(), deadline).await?;
+    println!("{}", serde_json::to_string_pretty(&reply.body).unwrap_or(reply.text.clone()));
     if !reply.status.is_success() {
         bail!("the cluster answered {}", reply.status);
     }
@@ -133,19 +116,9 @@ pub async fn control(url: &str, cmd: ControlCmd) -> anyhow::Result<()> {
         ControlCmd::Heal => json!({"cmd": "heal"}),
         ControlCmd::Delay { ms } => json!({"cmd": "delay", "ms": ms}),
     };
-    let url = if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
-    };
-    let reply = HttpClient::new()?
-        .control(&url, &body)
-        .await
-        .with_context(|| format!("calling {url}/control"))?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&reply.body).unwrap_or(reply.text.clone())
-    );
+    let url = if url.contains("://") { url.to_string() } else { format!("http://{url}") };
+    let reply = HttpClient::new()?.control(&url, &body).await.with_context(|| format!("calling {url}/control"))?;
+    println!("{}", serde_json::to_string_pretty(&reply.body).unwrap_or(reply.text.clone()));
     if !reply.status.is_success() {
         bail!("{url} answered {}", reply.status);
     }

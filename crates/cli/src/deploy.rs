@@ -50,9 +50,7 @@ struct Slot {
 }
 
 fn check_port_free(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    TcpListener::bind(addr)
-        .map(drop)
-        .with_context(|| format!("{addr} is in use; is another cluster running?"))
+    TcpListener::bind(addr).map(drop).with_context(|| format!("{addr} is in use; is another cluster running?"))
 }
 
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
@@ -60,32 +58,18 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         bail!("--nodes must be between 1 and 99");
     }
     let bin = std::env::current_exe().context("locating the boat binary")?;
-    let mut spec = ClusterSpec::fixed(
-        args.nodes,
-        &args.host,
-        args.http_base,
-        args.raft_base,
-        args.dir.clone(),
-        bin,
-    )?;
+    let mut spec = ClusterSpec::fixed(args.nodes, &args.host, args.http_base, args.raft_base, args.dir.clone(), bin)?;
     spec.ort_lib = args.ort_lib.clone();
     spec.node_args = args.node_args.clone();
     spec.inherit_output = true;
-    spec.admin_token_file = Some(crate::cluster::ensure_admin_token(
-        &spec.admin_token_path(),
-    )?);
+    spec.admin_token_file = Some(crate::cluster::ensure_admin_token(&spec.admin_token_path())?);
     for addr in spec.http.iter().chain(&spec.raft) {
         check_port_free(*addr)?;
     }
     let mut cluster = LocalCluster::start(spec)?;
     let now = Instant::now();
-    let mut slots: Vec<Slot> = (0..args.nodes)
-        .map(|_| Slot {
-            started: now,
-            next_start: None,
-            backoff: MIN_BACKOFF,
-        })
-        .collect();
+    let mut slots: Vec<Slot> =
+        (0..args.nodes).map(|_| Slot { started: now, next_start: None, backoff: MIN_BACKOFF }).collect();
 
     eprintln!(
         "boat: started {} nodes; data in {}/node-N, logs in {}",
@@ -94,10 +78,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         cluster.spec.log_dir().display()
     );
     for i in 0..args.nodes {
-        eprintln!(
-            "boat:   node {i}: http://{}  (raft {})",
-            cluster.spec.http[i], cluster.spec.raft[i]
-        );
+        eprintln!("boat:   node {i}: http://{}  (raft {})", cluster.spec.http[i], cluster.spec.raft[i]);
     }
     eprintln!("boat: try  curl {}/status   and   curl -L -X POST -H 'Content-Type: application/json' -d '{{\"input\": \"Hello\"}}' {}/predict", cluster.http(0), cluster.http(0));
     eprintln!(
@@ -119,19 +100,9 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         for (i, slot) in slots.iter_mut().enumerate() {
             if let Some(status) = cluster.reap(i) {
                 let ran = slot.started.elapsed();
-                slot.backoff = if ran >= STABLE_RUN {
-                    MIN_BACKOFF
-                } else {
-                    (slot.backoff * 2).min(MAX_BACKOFF)
-                };
-                let wait = if ran >= STABLE_RUN {
-                    Duration::ZERO
-                } else {
-                    slot.backoff
-                };
-                eprintln!(
-                    "boat: node {i} exited ({status}) after {ran:.1?}; restarting in {wait:?}"
-                );
+                slot.backoff = if ran >= STABLE_RUN { MIN_BACKOFF } else { (slot.backoff * 2).min(MAX_BACKOFF) };
+                let wait = if ran >= STABLE_RUN { Duration::ZERO } else { slot.backoff };
+                eprintln!("boat: node {i} exited ({status}) after {ran:.1?}; restarting in {wait:?}");
                 slot.next_start = Some(Instant::now() + wait);
             }
             if cluster.is_running(i) || cluster.spec.hold_file(i).exists() {
@@ -140,24 +111,16 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
             let due = slot.next_start.is_none_or(|t| Instant::now() >= t);
             if due {
                 match cluster.start_node(i) {
-                    Ok(()) => eprintln!(
-                        "boat: node {i} started (pid {})",
-                        cluster.pid(i).unwrap_or(0)
-                    ),
+                    Ok(()) => eprintln!("boat: node {i} started (pid {})", cluster.pid(i).unwrap_or(0)),
                     Err(e) => eprintln!("boat: node {i} failed to start: {e:#}"),
                 }
                 slot.started = Instant::now();
                 slot.next_start = Some(Instant::now() + slot.backoff);
             }
         }
-        if let Ok(Some(leader)) =
-            tokio::time::timeout(Duration::from_millis(50), leader_of(&cluster)).await
-        {
+        if let Ok(Some(leader)) = tokio::time::timeout(Duration::from_millis(50), leader_of(&cluster)).await {
             if announced_leader != Some(leader) {
-                eprintln!(
-                    "boat: node {leader} is the leader ({})",
-                    cluster.http(leader as usize)
-                );
+                eprintln!("boat: node {leader} is the leader ({})", cluster.http(leader as usize));
                 announced_leader = Some(leader);
             }
         }

@@ -8,49 +8,32 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::{fmt, EnvFilter};
 
 fn filter() -> EnvFilter {
-    EnvFilter::try_from_env("BOAT_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,openraft=error,sled=warn,h2=warn,tower=warn,hyper=warn")
-    })
+    EnvFilter::try_from_env("BOAT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=error,sled=warn,h2=warn,tower=warn,hyper=warn"))
 }
 
 /// Logs for client commands: stderr only, warnings by default.
 pub fn init_client() {
     let filter = EnvFilter::try_from_env("BOAT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr))
-        .try_init();
+    let _ = tracing_subscriber::registry().with(filter).with(fmt::layer().with_writer(std::io::stderr)).try_init();
 }
 
 /// Logs for a node: stderr and `<log_dir>/<file_name>`. Keep the guard
 /// alive until exit so buffered lines reach the file.
 pub fn init_node(log_dir: Option<&Path>, file_name: &str) -> anyhow::Result<Option<WorkerGuard>> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let stderr = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(ansi);
+    let stderr = fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     match log_dir {
         None => {
-            let _ = tracing_subscriber::registry()
-                .with(filter())
-                .with(stderr)
-                .try_init();
+            let _ = tracing_subscriber::registry().with(filter()).with(stderr).try_init();
             Ok(None)
         }
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
             let appender = tracing_appender::rolling::never(dir, file_name);
             let (writer, guard) = tracing_appender::non_blocking(appender);
-            let file = fmt::layer()
-                .with_writer(writer)
-                .with_ansi(false)
-                .with_target(false);
-            let _ = tracing_subscriber::registry()
-                .with(filter())
-                .with(stderr)
-                .with(file)
-                .try_init();
+            let file = fmt::layer().with_writer(writer).with_ansi(false).with_target(false);
+            let _ = tracing_subscriber::registry().with(filter()).with(stderr).with(file).try_init();
             Ok(Some(guard))
         }
     }

@@ -6,11 +6,7 @@ use boat::{bench, deploy, logging, models_cmd, node_cmd};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "boat",
-    version,
-    about = "Raft-replicated, fault-tolerant ML prediction serving"
-)]
+#[command(name = "boat", version, about = "Raft-replicated, fault-tolerant ML prediction serving")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -49,14 +45,10 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     match cli.command {
         Cmd::Node(args) => {
-            let _guard =
-                logging::init_node(args.log_dir.as_deref(), &format!("node-{}.log", args.id))?;
+            let _guard = logging::init_node(args.log_dir.as_deref(), &format!("node-{}.log", args.id))?;
             logging::log_panics();
             runtime.block_on(node_cmd::run(args))?;
         }

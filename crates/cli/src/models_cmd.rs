@@ -41,12 +41,8 @@ impl ModelsArgs {
         if let Some(t) = &self.token {
             return Ok(t.clone());
         }
-        let t = std::fs::read_to_string(&self.token_file).with_context(|| {
-            format!(
-                "reading the admin token from {} (or pass --token)",
-                self.token_file.display()
-            )
-        })?;
+        let t = std::fs::read_to_string(&self.token_file)
+            .with_context(|| format!("reading the admin token from {} (or pass --token)", self.token_file.display()))?;
         Ok(t.trim().to_string())
     }
 }
@@ -66,9 +62,7 @@ where
                 };
                 return send(format!("http://{leader}")).await;
             }
-            Ok(r) if r.status.as_u16() == 503 => {
-                last_error = Some(anyhow::anyhow!("{base}: {}", r.text))
-            }
+            Ok(r) if r.status.as_u16() == 503 => last_error = Some(anyhow::anyhow!("{base}: {}", r.text)),
             Ok(r) => return Ok(r),
             Err(e) => last_error = Some(e),
         }
@@ -77,10 +71,7 @@ where
 }
 
 fn print(reply: &Reply) -> anyhow::Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&reply.body).unwrap_or_else(|_| reply.text.clone())
-    );
+    println!("{}", serde_json::to_string_pretty(&reply.body).unwrap_or_else(|_| reply.text.clone()));
     if !reply.status.is_success() {
         bail!("the cluster answered {}", reply.status);
     }
@@ -102,8 +93,7 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
             reply.context("no node answered")?
         }
         ModelsCmd::Upload { name, file } => {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let token = args.token()?;
             send_to_leader(&nodes, |base| {
                 let (c, bytes, token) = (client.clone(), bytes.clone(), token.clone());
@@ -117,10 +107,7 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
             send_to_leader(&nodes, |base| {
                 let (c, body, token) = (client.clone(), body.clone(), token.clone());
                 let path = format!("/api/models/{name}/default");
-                async move {
-                    c.send_json(Method::POST, &base, &path, Some(&body), Some(&token))
-                        .await
-                }
+                async move { c.send_json(Method::POST, &base, &path, Some(&body), Some(&token)).await }
             })
             .await?
         }
@@ -129,10 +116,7 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
             send_to_leader(&nodes, |base| {
                 let (c, token) = (client.clone(), token.clone());
                 let path = format!("/api/models/{name}/versions/{version}");
-                async move {
-                    c.send_json(Method::DELETE, &base, &path, None, Some(&token))
-                        .await
-                }
+                async move { c.send_json(Method::DELETE, &base, &path, None, Some(&token)).await }
             })
             .await?
         }

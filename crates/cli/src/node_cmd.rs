@@ -91,27 +91,13 @@ pub struct NodeArgs {
 
 /// Parses `ID=RAFT_ADDR/HTTP_ADDR`.
 pub fn parse_member(spec: &str) -> anyhow::Result<(u64, BoatNode)> {
-    let (id, addrs) = spec
-        .split_once('=')
-        .context("member must look like ID=RAFT_ADDR/HTTP_ADDR")?;
-    let (raft, http) = addrs
-        .split_once('/')
-        .context("member must look like ID=RAFT_ADDR/HTTP_ADDR")?;
-    let id: u64 = id
-        .trim()
-        .parse()
-        .with_context(|| format!("member id {id:?} is not a number"))?;
+    let (id, addrs) = spec.split_once('=').context("member must look like ID=RAFT_ADDR/HTTP_ADDR")?;
+    let (raft, http) = addrs.split_once('/').context("member must look like ID=RAFT_ADDR/HTTP_ADDR")?;
+    let id: u64 = id.trim().parse().with_context(|| format!("member id {id:?} is not a number"))?;
     for a in [raft, http] {
-        a.parse::<SocketAddr>()
-            .with_context(|| format!("{a:?} is not HOST:PORT"))?;
+        a.parse::<SocketAddr>().with_context(|| format!("{a:?} is not HOST:PORT"))?;
     }
-    Ok((
-        id,
-        BoatNode {
-            raft_addr: raft.to_string(),
-            http_addr: http.to_string(),
-        },
-    ))
+    Ok((id, BoatNode { raft_addr: raft.to_string(), http_addr: http.to_string() }))
 }
 
 impl NodeArgs {
@@ -127,8 +113,7 @@ impl NodeArgs {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if self.election_min_ms <= self.heartbeat_ms || self.election_max_ms <= self.election_min_ms
-        {
+        if self.election_min_ms <= self.heartbeat_ms || self.election_max_ms <= self.election_min_ms {
             bail!("need heartbeat_ms < election_min_ms < election_max_ms");
         }
         if self.max_body_bytes == 0 || self.snapshot_every == 0 {
@@ -157,12 +142,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
     boat_admin::metrics::describe();
     let admin_token = match &args.admin_token_file {
         None => None,
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .trim()
-                .to_string(),
-        ),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?.trim().to_string())
+        }
     };
     let config = NodeConfig {
         id: args.id,
@@ -176,10 +158,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
             snapshot_every: args.snapshot_every,
             keep_after_snapshot: args.keep_after_snapshot,
         },
-        retention: Retention {
-            max_records: args.max_records,
-            max_age_ms: args.record_ttl_s * 1000,
-        },
+        retention: Retention { max_records: args.max_records, max_age_ms: args.record_ttl_s * 1000 },
         batch: BatchConfig {
             max_batch: args.max_batch,
             max_wait: Duration::from_micros(args.max_wait_us),
@@ -188,9 +167,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
         },
         checkpoint_every: Duration::from_millis(args.checkpoint_ms.max(1)),
     };
-    let node = RaftNode::start(config, executor)
-        .await
-        .context("starting raft")?;
+    let node = RaftNode::start(config, executor).await.context("starting raft")?;
     let http = HttpServer::bind(
         node.clone(),
         HttpConfig {

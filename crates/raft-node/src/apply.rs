@@ -16,7 +16,7 @@ use std::time::Instant;
 use openraft::EntryPayload;
 
 use crate::command::{
-    Command, CommandResult, ModelChange, PredictBatch, PredictOutcome, PredictResult, UploadModel,
+    Command, CommandResult, ModelChange, PredictBatch, PredictOutcome, PredictResult, UploadChunk, UploadModel,
 };
 use crate::executor::{select_outputs, Executor};
 use crate::state::{AppliedState, Decision, Retention};
@@ -78,25 +78,16 @@ impl<'a> Pending<'a> {
         for req in batch.requests {
             let fingerprint = req.fingerprint(&batch.model, batch.version);
             let slot_no = self.slots.len();
-            let plan = match (
-                &resolved,
-                self.seen.get(&req.id),
-                state.decide(&req.id, &fingerprint),
-            ) {
+            let plan = match (&resolved, self.seen.get(&req.id), state.decide(&req.id, &fingerprint)) {
                 (_, Some((earlier, fp)), _) if *fp == fingerprint => Plan::SameAs(*earlier),
-                (_, Some(_), _) | (_, None, Decision::Conflict) => {
-                    Plan::Refuse(PredictResult::KeyConflict(format!(
-                        "idempotency key {:?} was already used for a different request",
-                        req.id
-                    )))
-                }
+                (_, Some(_), _) | (_, None, Decision::Conflict) => Plan::Refuse(PredictResult::KeyConflict(format!(
+                    "idempotency key {:?} was already used for a different request",
+                    req.id
+                ))),
                 (_, None, Decision::Replay(o)) => Plan::Done(o),
-                (Err(e), None, Decision::Run) => {
-                    Plan::Refuse(PredictResult::UnknownModel(e.clone()))
-                }
+                (Err(e), None, Decision::Run) => Plan::Refuse(PredictResult::UnknownModel(e.clone())),
                 (Ok(version), None, Decision::Run) => {
-                    let per_entry =
-                        (!self.executor.batch_invariant(&batch.model, *version)).then_some(pos);
+                    let per_entry = (!self.executor.batch_invariant(&batch.model, *version)).then_some(pos);
                     let key = (batch.model.clone(), *version, per_entry);
                     let next = self.groups.len();
                     let group = *self.group_of.entry(key).or_insert(next);
@@ -109,12 +100,8 @@ impl<'a> Pending<'a> {
             };
             // The slot that will be recorded for this id answers later
             // retries within the same call.
-            if matches!(
-                plan,
-                Plan::Run | Plan::Refuse(PredictResult::UnknownModel(_))
-            ) {
-                self.seen
-                    .insert(req.id.clone(), (slot_no, fingerprint.clone()));
+            if matches!(plan, Plan::Run | Plan::Refuse(PredictResult::UnknownModel(_))) {
+                self.seen.insert(req.id.clone(), (slot_no, fingerprint.clone()));
             }
             self.slots.push(Slot {
                 log_id,
@@ -143,8 +130,7 @@ impl<'a> Pending<'a> {
             let outcomes = self.executor.run_batch(&model, version, inputs);
             metrics::histogram!("boat_inference_seconds", "model" => model.clone())
                 .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("boat_batch_size", "model" => model.clone())
-                .record(slot_nos.len() as f64);
+            metrics::histogram!("boat_batch_size", "model" => model.clone()).record(slot_nos.len() as f64);
             tracing::debug!(group, model, version, rows = slot_nos.len(), "ran a batch");
             for (slot_no, result) in slot_nos.into_iter().zip(outcomes) {
                 let wanted = self.slots[slot_no].wanted.as_deref();
@@ -178,31 +164,20 @@ impl<'a> Pending<'a> {
                         o.duplicate = true;
                         o
                     }
-                    None => fresh(PredictResult::ModelError(
-                        "internal: missing earlier outcome".into(),
-                    )),
+                    None => fresh(PredictResult::ModelError("internal: missing earlier outcome".into())),
                 },
                 Plan::Refuse(result) => {
                     let o = fresh(result);
-                    state.record(
-                        slot.fingerprint.clone(),
-                        o.clone(),
-                        slot.proposed_at_ms,
-                        self.retention,
-                    );
+                    state.record(slot.fingerprint.clone(), o.clone(), slot.proposed_at_ms, self.retention);
                     o
                 }
                 Plan::Run => {
-                    let result = slot.ran.take().unwrap_or_else(|| {
-                        PredictResult::ModelError("internal: request did not run".into())
-                    });
+                    let result = slot
+                        .ran
+                        .take()
+                        .unwrap_or_else(|| PredictResult::ModelError("internal: request did not run".into()));
                     let o = fresh(result);
-                    state.record(
-                        slot.fingerprint.clone(),
-                        o.clone(),
-                        slot.proposed_at_ms,
-                        self.retention,
-                    );
+                    state.record(slot.fingerprint.clone(), o.clone(), slot.proposed_at_ms, self.retention);
                     o
                 }
             };
@@ -219,10 +194,7 @@ impl<'a> Pending<'a> {
             finished.push(Some(outcome));
         }
         for (pos, log_id, range) in self.entries.drain(..) {
-            let outcomes = finished[range]
-                .iter_mut()
-                .filter_map(Option::take)
-                .collect();
+            let outcomes = finished[range].iter_mut().filter_map(Option::take).collect();
             results[pos] = CommandResult::Predicted(outcomes);
             state.last_applied = Some(log_id);
         }
@@ -258,9 +230,7 @@ pub fn apply_entries(
         }
         pending.flush(&mut results);
         results[pos] = match entry.payload {
-            EntryPayload::Blank | EntryPayload::Normal(Command::PredictBatch(_)) => {
-                CommandResult::None
-            }
+            EntryPayload::Blank | EntryPayload::Normal(Command::PredictBatch(_)) => CommandResult::None,
             EntryPayload::Membership(m) => {
                 write(state).membership = StoredMembership::new(Some(log_id), m);
                 CommandResult::None
@@ -274,12 +244,7 @@ pub fn apply_entries(
 }
 
 /// Model changes and checkpoints.
-fn apply_control(
-    state: &RwLock<AppliedState>,
-    executor: &Executor,
-    log_id: LogId,
-    cmd: Command,
-) -> CommandResult {
+fn apply_control(state: &RwLock<AppliedState>, executor: &Executor, log_id: LogId, cmd: Command) -> CommandResult {
     let index = log_id.index;
     let mut s = write(state);
     let change = |s: &AppliedState, name: &str, version: u64| {
@@ -291,38 +256,35 @@ fn apply_control(
         })
     };
     match cmd {
-        Command::UploadModel(UploadModel {
-            name,
-            sha256,
-            uploaded_at_ms,
-            bytes,
-        }) => {
+        Command::UploadChunk(UploadChunk { upload_id, seq, at_ms, bytes }) => {
+            match s.catalog.stage_chunk(upload_id, seq, bytes, at_ms) {
+                Ok(()) => CommandResult::None,
+                Err(e) => CommandResult::Refused(e),
+            }
+        }
+        Command::UploadModel(UploadModel { name, upload_id, chunks, sha256, uploaded_at_ms }) => {
+            let bytes = match s.catalog.take_staged(upload_id, chunks) {
+                Ok(b) => b,
+                Err(e) => return CommandResult::Refused(e),
+            };
             let actual = crate::command::sha256_hex(&bytes);
             if actual != sha256 {
-                return CommandResult::Refused(format!(
-                    "sha256 of the file is {actual}, the upload said {sha256}"
-                ));
+                return CommandResult::Refused(format!("sha256 of the file is {actual}, the upload said {sha256}"));
             }
-            let version = s
-                .catalog
-                .upload(&name, sha256, bytes, uploaded_at_ms, index);
+            let version = s.catalog.upload(&name, sha256, bytes, uploaded_at_ms, index);
             s.record_model_change(index, "upload", &name, version);
-            if let Some(record) = s
-                .catalog
-                .models
-                .get(&name)
-                .and_then(|e| e.versions.get(&version))
-            {
-                match executor.load_version(&name, version, record) {
-                    Ok(_) => {
-                        tracing::info!(index, model = %name, version, "model version uploaded and made default")
-                    }
-                    Err(e) => {
-                        tracing::error!(index, model = %name, version, error = %e, "cannot load an uploaded model")
-                    }
+            let result = change(&s, &name, version);
+            let record = s.catalog.models.get(&name).and_then(|e| e.versions.get(&version)).cloned();
+            // Loading builds ONNX Runtime sessions; readers of the state
+            // (`/status`, listings) need not wait for that.
+            drop(s);
+            if let Some(record) = record {
+                match executor.load_version(&name, version, &record) {
+                    Ok(_) => tracing::info!(index, model = %name, version, "model version uploaded and made default"),
+                    Err(e) => tracing::error!(index, model = %name, version, error = %e, "cannot load an uploaded model"),
                 }
             }
-            change(&s, &name, version)
+            result
         }
         Command::SetDefault { name, version } => match s.catalog.set_default(&name, version) {
             Ok(()) => {

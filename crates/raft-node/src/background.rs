@@ -22,10 +22,7 @@ pub(crate) async fn checkpoints(node: RaftNode, every: Duration) {
         }
         let (upto, digest) = {
             let s = node.state().read();
-            (
-                s.last_applied.map(|l| l.index).unwrap_or(0),
-                s.digest.clone(),
-            )
+            (s.last_applied.map(|l| l.index).unwrap_or(0), s.digest.clone())
         };
         if upto <= last_checked || digest.is_empty() {
             continue;
@@ -45,17 +42,13 @@ pub(crate) async fn raft_metrics(node: RaftNode) {
         {
             let m = rx.borrow_and_update();
             metrics::gauge!("boat_raft_term").set(m.current_term as f64);
-            metrics::gauge!("boat_raft_last_applied")
-                .set(m.last_applied.map(|l| l.index).unwrap_or(0) as f64);
-            metrics::gauge!("boat_raft_is_leader").set(
-                if m.state == openraft::ServerState::Leader {
-                    1.0
-                } else {
-                    0.0
-                },
-            );
-            metrics::gauge!("boat_raft_commit_index")
-                .set(node.log_store().committed_index() as f64);
+            metrics::gauge!("boat_raft_last_applied").set(m.last_applied.map(|l| l.index).unwrap_or(0) as f64);
+            metrics::gauge!("boat_raft_is_leader").set(if m.state == openraft::ServerState::Leader {
+                1.0
+            } else {
+                0.0
+            });
+            metrics::gauge!("boat_raft_commit_index").set(node.log_store().committed_index() as f64);
             if m.current_leader != leader {
                 if m.current_leader.is_some() {
                     metrics::counter!("boat_raft_leader_changes_total").increment(1);

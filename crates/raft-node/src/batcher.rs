@@ -37,12 +37,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self {
-            max_batch: 64,
-            max_wait: Duration::ZERO,
-            max_in_flight: 2,
-            queue_capacity: 4096,
-        }
+        Self { max_batch: 64, max_wait: Duration::ZERO, max_in_flight: 2, queue_capacity: 4096 }
     }
 }
 
@@ -81,10 +76,7 @@ pub struct Batcher {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Batcher {
@@ -93,14 +85,7 @@ impl Batcher {
         // Random high bits: tags from an earlier run of this node never
         // match this run's.
         let next_tag = Arc::new(AtomicU64::new(rand::random::<u64>() & !0xffff_ffff));
-        Self {
-            raft,
-            tracker,
-            config,
-            admission,
-            queues: Mutex::new(HashMap::new()),
-            next_tag,
-        }
+        Self { raft, tracker, config, admission, queues: Mutex::new(HashMap::new()), next_tag }
     }
 
     pub fn config(&self) -> &BatchConfig {
@@ -109,33 +94,16 @@ impl Batcher {
 
     /// Queues a validated request. Fails at once with `Overloaded` when the
     /// queues are full.
-    pub fn submit(
-        &self,
-        model: &str,
-        version: Option<u64>,
-        request: PredictRequest,
-    ) -> Result<Ticket, WriteError> {
-        let permit = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| WriteError::Overloaded)?;
+    pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
+        let permit = self.admission.clone().try_acquire_owned().map_err(|_| WriteError::Overloaded)?;
         let (committed_tx, committed) = oneshot::channel();
         let (outcome_tx, outcome) = oneshot::channel();
-        let job = Job {
-            request,
-            committed: committed_tx,
-            outcome: outcome_tx,
-            enqueued: Instant::now(),
-            _admission: permit,
-        };
+        let job =
+            Job { request, committed: committed_tx, outcome: outcome_tx, enqueued: Instant::now(), _admission: permit };
         let key = (model.to_string(), version);
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = queues
-            .entry(key.clone())
-            .or_insert_with(|| self.spawn_queue(key));
-        tx.send(job)
-            .map_err(|_| WriteError::Fatal("the batching queue stopped".into()))?;
+        let tx = queues.entry(key.clone()).or_insert_with(|| self.spawn_queue(key));
+        tx.send(job).map_err(|_| WriteError::Fatal("the batching queue stopped".into()))?;
         Ok(Ticket { committed, outcome })
     }
 
@@ -188,14 +156,7 @@ impl Queue {
                 }
             }
             let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(propose(
-                self.raft.clone(),
-                self.tracker.clone(),
-                self.key.clone(),
-                tag,
-                jobs,
-                slot,
-            ));
+            tokio::spawn(propose(self.raft.clone(), self.tracker.clone(), self.key.clone(), tag, jobs, slot));
         }
     }
 }
@@ -218,18 +179,10 @@ async fn propose(
         waiters.push((job.committed, job.outcome, job._admission));
     }
     metrics::histogram!("boat_entry_requests").record(requests.len() as f64);
-    let batch = PredictBatch {
-        tag,
-        model,
-        version,
-        proposed_at_ms: now_ms(),
-        requests,
-    };
+    let batch = PredictBatch { tag, model, version, proposed_at_ms: now_ms(), requests };
     let commit_rx = tracker.register(tag);
-    let (commit_senders, outcome_senders): (Vec<_>, Vec<_>) = waiters
-        .into_iter()
-        .map(|(c, o, permit)| (c, (o, permit)))
-        .unzip();
+    let (commit_senders, outcome_senders): (Vec<_>, Vec<_>) =
+        waiters.into_iter().map(|(c, o, permit)| (c, (o, permit))).unzip();
     // Report the commit as soon as it happens (asynchronous requests answer
     // then); hand the senders back when the tracker had nothing to say.
     let notify_commit = tokio::spawn(async move {
@@ -248,12 +201,8 @@ async fn propose(
     tracker.forget(tag);
     let result: Result<Vec<PredictOutcome>, WriteError> = match written {
         Ok(resp) => match resp.data {
-            CommandResult::Predicted(outcomes) if outcomes.len() == outcome_senders.len() => {
-                Ok(outcomes)
-            }
-            other => Err(WriteError::Fatal(format!(
-                "a prediction entry produced {other:?}"
-            ))),
+            CommandResult::Predicted(outcomes) if outcomes.len() == outcome_senders.len() => Ok(outcomes),
+            other => Err(WriteError::Fatal(format!("a prediction entry produced {other:?}"))),
         },
         Err(e) => Err(map_write_error(e)),
     };

@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 pub enum Command {
     /// Requests for one model, packed by the leader into one entry.
     PredictBatch(PredictBatch),
-    /// A new version of a model; it becomes the default at this entry.
+    /// One piece of a model file being uploaded (see `UploadModel`).
+    UploadChunk(UploadChunk),
+    /// A new version of a model, assembled from its staged chunks; it
+    /// becomes the default at this entry.
     UploadModel(UploadModel),
     /// Make an existing version the default (a rollback or roll-forward).
     SetDefault { name: String, version: u64 },
@@ -65,24 +68,44 @@ impl PredictRequest {
     }
 }
 
-/// A model file travelling through the log.
+/// Largest piece of a model file in one log entry. A model travels as
+/// several entries so that no AppendEntries carries more than a few of them
+/// (openraft gives an append one heartbeat interval to complete).
+pub const UPLOAD_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// A piece of a model file, staged in the replicated state until the
+/// `UploadModel` entry that names its upload.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct UploadModel {
-    pub name: String,
-    /// Hex SHA-256 of `bytes`, checked by every node before loading.
-    pub sha256: String,
-    pub uploaded_at_ms: u64,
+pub struct UploadChunk {
+    /// Chosen by the leader for this upload.
+    pub upload_id: u64,
+    /// Position of this chunk, from 0; chunks are applied in order.
+    pub seq: u32,
+    /// Leader clock at proposal; abandoned uploads are dropped by age.
+    pub at_ms: u64,
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
-impl std::fmt::Debug for UploadModel {
+impl std::fmt::Debug for UploadChunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UploadModel")
-            .field("name", &self.name)
-            .field("sha256", &self.sha256)
+        f.debug_struct("UploadChunk")
+            .field("upload_id", &self.upload_id)
+            .field("seq", &self.seq)
             .field("bytes", &self.bytes.len())
             .finish()
     }
+}
+
+/// Completes an upload: the staged chunks, concatenated, are the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadModel {
+    pub name: String,
+    pub upload_id: u64,
+    pub chunks: u32,
+    /// Hex SHA-256 of the whole file, checked by every node before loading.
+    pub sha256: String,
+    pub uploaded_at_ms: u64,
 }
 
 /// What applying an entry produced.

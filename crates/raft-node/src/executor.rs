@@ -28,17 +28,8 @@ impl Executor {
     }
 
     /// Loads one catalog version after checking its checksum.
-    pub fn load_version(
-        &self,
-        name: &str,
-        version: u64,
-        record: &VersionRecord,
-    ) -> Result<ModelMeta, ServingError> {
-        let bytes: &[u8] = if record.builtin {
-            boat_serving::ECHO_ONNX
-        } else {
-            &record.bytes
-        };
+    pub fn load_version(&self, name: &str, version: u64, record: &VersionRecord) -> Result<ModelMeta, ServingError> {
+        let bytes: &[u8] = if record.builtin { boat_serving::ECHO_ONNX } else { &record.bytes };
         let actual = sha256_hex(bytes);
         if actual != record.sha256 {
             return Err(ServingError::InvalidModel(format!(
@@ -67,10 +58,7 @@ impl Executor {
             }
         }
         for meta in self.registry.list() {
-            let kept = catalog
-                .models
-                .get(&meta.name)
-                .is_some_and(|e| e.versions.contains_key(&meta.version));
+            let kept = catalog.models.get(&meta.name).is_some_and(|e| e.versions.contains_key(&meta.version));
             if !kept {
                 self.registry.unload(&meta.name, meta.version);
             }
@@ -86,25 +74,13 @@ impl Executor {
 
     /// Runs several requests for one model version, batched where the model
     /// allows. Blocking: call it off the async runtime.
-    pub fn run_batch(
-        &self,
-        name: &str,
-        version: u64,
-        requests: Vec<Vec<Tensor>>,
-    ) -> Vec<PredictResult> {
-        self.registry
-            .infer_batch(name, version, requests)
-            .into_iter()
-            .map(to_result)
-            .collect()
+    pub fn run_batch(&self, name: &str, version: u64, requests: Vec<Vec<Tensor>>) -> Vec<PredictResult> {
+        self.registry.infer_batch(name, version, requests).into_iter().map(to_result).collect()
     }
 }
 
 /// Keeps only the requested outputs (all when `None`), in the order asked.
-pub fn select_outputs(
-    outputs: Vec<Output>,
-    wanted: Option<&[String]>,
-) -> Result<Vec<Output>, String> {
+pub fn select_outputs(outputs: Vec<Output>, wanted: Option<&[String]>) -> Result<Vec<Output>, String> {
     let Some(wanted) = wanted else {
         return Ok(outputs);
     };

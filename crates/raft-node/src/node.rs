@@ -87,10 +87,7 @@ pub enum StartError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("this node is not the leader")]
-    NotLeader {
-        leader_id: Option<NodeId>,
-        leader_http: Option<String>,
-    },
+    NotLeader { leader_id: Option<NodeId>, leader_http: Option<String> },
     #[error("too many requests are queued")]
     Overloaded,
     #[error("leadership was lost before the entry committed")]
@@ -99,14 +96,11 @@ pub enum WriteError {
     Fatal(String),
 }
 
-pub(crate) fn map_write_error(
-    e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>,
-) -> WriteError {
+pub(crate) fn map_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>) -> WriteError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader {
-            leader_id: f.leader_id,
-            leader_http: f.leader_node.map(|n| n.http_addr),
-        },
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            WriteError::NotLeader { leader_id: f.leader_id, leader_http: f.leader_node.map(|n| n.http_addr) }
+        }
         RaftError::APIError(e) => WriteError::Fatal(e.to_string()),
         RaftError::Fatal(e) => WriteError::Fatal(e.to_string()),
     }
@@ -170,17 +164,12 @@ impl RaftNode {
         if !cfg.members.contains_key(&cfg.id) {
             return Err(StartError::NotAMember(cfg.id));
         }
-        let storage_err =
-            |e: &dyn std::fmt::Display| StartError::Storage(cfg.data_dir.clone(), e.to_string());
+        let storage_err = |e: &dyn std::fmt::Display| StartError::Storage(cfg.data_dir.clone(), e.to_string());
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage_err(&e))?;
-        let db = sled::Config::new()
-            .path(cfg.data_dir.join("raft.sled"))
-            .open()
-            .map_err(|e| storage_err(&e))?;
+        let db = sled::Config::new().path(cfg.data_dir.join("raft.sled")).open().map_err(|e| storage_err(&e))?;
         let tracker = CommitTracker::default();
         let log = LogStore::open(&db, tracker.clone()).map_err(|e| storage_err(&e))?;
-        let sm = StateMachineStore::open(&db, executor.clone(), cfg.retention)
-            .map_err(|e| storage_err(&e))?;
+        let sm = StateMachineStore::open(&db, executor.clone(), cfg.retention).map_err(|e| storage_err(&e))?;
         let state = sm.view();
 
         let t = &cfg.tuning;
@@ -202,14 +191,11 @@ impl RaftNode {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let listener = TcpListener::bind(cfg.raft_listen)
-            .await
-            .map_err(|e| StartError::Bind(cfg.raft_listen, e))?;
+        let listener = TcpListener::bind(cfg.raft_listen).await.map_err(|e| StartError::Bind(cfg.raft_listen, e))?;
         let (shutdown, mut stop) = watch::channel(false);
         let service = RaftGrpcService::new(raft.clone(), faults.clone()).into_server();
         tokio::spawn(async move {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let signal = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
@@ -222,11 +208,7 @@ impl RaftNode {
             }
         });
 
-        if !raft
-            .is_initialized()
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?
-        {
+        if !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
             // Every node of a fresh cluster proposes the same membership at
             // log index 0; openraft treats identical proposals as one. A node
             // whose data was wiped does the same and then follows the leader,
@@ -241,22 +223,9 @@ impl RaftNode {
 
         cfg.batch.validate().map_err(StartError::Config)?;
         let batcher = Batcher::new(raft.clone(), tracker, cfg.batch.clone());
-        let node = Self {
-            inner: Arc::new(Inner {
-                id: cfg.id,
-                raft,
-                log,
-                state,
-                executor,
-                faults,
-                batcher,
-                shutdown,
-            }),
-        };
-        tokio::spawn(crate::background::checkpoints(
-            node.clone(),
-            cfg.checkpoint_every,
-        ));
+        let node =
+            Self { inner: Arc::new(Inner { id: cfg.id, raft, log, state, executor, faults, batcher, shutdown }) };
+        tokio::spawn(crate::background::checkpoints(node.clone(), cfg.checkpoint_every));
         tokio::spawn(crate::background::raft_metrics(node.clone()));
         Ok(node)
     }
@@ -284,19 +253,11 @@ impl RaftNode {
             Some((id, http)) => (Some(id), http),
             None => (None, None),
         };
-        WriteError::NotLeader {
-            leader_id,
-            leader_http,
-        }
+        WriteError::NotLeader { leader_id, leader_http }
     }
 
     /// Queues a validated prediction for the next batch entry.
-    pub fn submit(
-        &self,
-        model: &str,
-        version: Option<u64>,
-        request: PredictRequest,
-    ) -> Result<Ticket, WriteError> {
+    pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
@@ -308,12 +269,7 @@ impl RaftNode {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        self.inner
-            .raft
-            .client_write(cmd)
-            .await
-            .map(|r| r.data)
-            .map_err(map_write_error)
+        self.inner.raft.client_write(cmd).await.map(|r| r.data).map_err(map_write_error)
     }
 
     pub fn id(&self) -> NodeId {
@@ -337,11 +293,7 @@ impl RaftNode {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
         let id = m.current_leader?;
-        let http = m
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n| n.http_addr.clone());
+        let http = m.membership_config.membership().get_node(&id).map(|n| n.http_addr.clone());
         Some((id, http))
     }
 
@@ -351,15 +303,9 @@ impl RaftNode {
         let membership = m.membership_config.membership();
         let members = membership
             .nodes()
-            .map(|(id, n)| MemberStatus {
-                id: *id,
-                raft_addr: n.raft_addr.clone(),
-                http_addr: n.http_addr.clone(),
-            })
+            .map(|(id, n)| MemberStatus { id: *id, raft_addr: n.raft_addr.clone(), http_addr: n.http_addr.clone() })
             .collect();
-        let leader_http = m
-            .current_leader
-            .and_then(|l| membership.get_node(&l).map(|n| n.http_addr.clone()));
+        let leader_http = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.http_addr.clone()));
         let (last_applied, digest, predictions_run, records, divergence) = {
             let s = self.inner.state.read();
             (

@@ -28,10 +28,7 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Self {
-            max_records: 20_000,
-            max_age_ms: 60 * 60 * 1000,
-        }
+        Self { max_records: 20_000, max_age_ms: 60 * 60 * 1000 }
     }
 }
 
@@ -128,41 +125,18 @@ impl AppliedState {
 
     /// Records a prediction outcome, folding it into the digest. A key
     /// conflict is answered but not recorded, so the original stays.
-    pub fn record(
-        &mut self,
-        fingerprint: String,
-        outcome: PredictOutcome,
-        proposed_at_ms: u64,
-        retention: Retention,
-    ) {
-        self.fold(
-            outcome.index,
-            &[
-                outcome.id.as_bytes(),
-                &bincode::serialize(&outcome.result).unwrap_or_default(),
-            ],
-        );
+    pub fn record(&mut self, fingerprint: String, outcome: PredictOutcome, proposed_at_ms: u64, retention: Retention) {
+        self.fold(outcome.index, &[outcome.id.as_bytes(), &bincode::serialize(&outcome.result).unwrap_or_default()]);
         if !matches!(outcome.result, PredictResult::KeyConflict(_)) {
             self.predictions_run += 1;
             let id = outcome.id.clone();
-            self.records.insert(
-                id,
-                proposed_at_ms,
-                Record {
-                    fingerprint,
-                    outcome,
-                },
-                retention,
-            );
+            self.records.insert(id, proposed_at_ms, Record { fingerprint, outcome }, retention);
         }
     }
 
     /// Folds a model change into the digest.
     pub fn record_model_change(&mut self, index: u64, what: &str, name: &str, version: u64) {
-        self.fold(
-            index,
-            &[what.as_bytes(), name.as_bytes(), &version.to_be_bytes()],
-        );
+        self.fold(index, &[what.as_bytes(), name.as_bytes(), &version.to_be_bytes()]);
     }
 
     pub fn records_held(&self) -> usize {
@@ -171,12 +145,7 @@ impl AppliedState {
 
     /// Compares the leader's digest at `upto` with ours. Returns the
     /// divergence when they differ (and remembers the first one).
-    pub fn check(
-        &mut self,
-        upto: u64,
-        leader_digest: &str,
-        checkpoint_index: u64,
-    ) -> Option<Divergence> {
+    pub fn check(&mut self, upto: u64, leader_digest: &str, checkpoint_index: u64) -> Option<Divergence> {
         let local = self.digest_at(upto)?;
         if local == leader_digest {
             return None;
@@ -274,21 +243,14 @@ mod tests {
     #[test]
     fn records_are_bounded_by_count_and_age() {
         let mut s = AppliedState::default();
-        let r = Retention {
-            max_records: 3,
-            max_age_ms: 100,
-        };
+        let r = Retention { max_records: 3, max_age_ms: 100 };
         for i in 0..5u64 {
             s.record("f".into(), outcome(&i.to_string(), i + 1, "x"), i, r);
         }
         assert_eq!(s.records_held(), 3);
         assert_eq!(s.decide("0", "f"), Decision::Run);
         s.record("f".into(), outcome("late", 9, "x"), 1_000, r);
-        assert_eq!(
-            s.records_held(),
-            1,
-            "records older than max_age are dropped"
-        );
+        assert_eq!(s.records_held(), 1, "records older than max_age are dropped");
     }
 
     #[test]
@@ -300,20 +262,12 @@ mod tests {
         }
         let leader_digest = a.digest.clone();
         assert_eq!(b.check(5, &leader_digest, 6), None);
-        assert_eq!(
-            b.check(7, &leader_digest, 8),
-            None,
-            "digest unchanged after 5"
-        );
+        assert_eq!(b.check(7, &leader_digest, 8), None, "digest unchanged after 5");
         b.perturb_digest(9);
         a.record_model_change(9, "upload", "m", 1);
         let d = b.check(9, &a.digest, 10).expect("divergence detected");
         assert_eq!(d.index, 9);
         assert_eq!(b.divergence.as_ref(), Some(&d));
-        assert_eq!(
-            b.check(4, "", 11),
-            None,
-            "before the first fold both are empty"
-        );
+        assert_eq!(b.check(4, "", 11), None, "before the first fold both are empty");
     }
 }

@@ -20,11 +20,7 @@ struct Pending {
 }
 
 /// Checks each request (against `max_elements` too), then runs the valid ones.
-pub(crate) fn run_batch(
-    model: &LoadedModel,
-    requests: Vec<Vec<Tensor>>,
-    max_elements: usize,
-) -> Vec<Outcome> {
+pub(crate) fn run_batch(model: &LoadedModel, requests: Vec<Vec<Tensor>>, max_elements: usize) -> Vec<Outcome> {
     let mut results: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
     let mut pending = Vec::new();
     for (index, inputs) in requests.into_iter().enumerate() {
@@ -52,8 +48,7 @@ pub(crate) fn run_batch(
 
 /// Whether the model's declared shapes allow concatenating requests along dimension 0.
 fn batchable(meta: &ModelMeta) -> bool {
-    let inputs_ok =
-        !meta.inputs.is_empty() && meta.inputs.iter().all(|i| i.shape.first() == Some(&-1));
+    let inputs_ok = !meta.inputs.is_empty() && meta.inputs.iter().all(|i| i.shape.first() == Some(&-1));
     let outputs_ok = meta.outputs.iter().all(|o| match o.kind {
         IoKind::Tensor => o.shape.first() == Some(&-1),
         IoKind::Sequence => true,
@@ -65,18 +60,12 @@ fn batchable(meta: &ModelMeta) -> bool {
 /// Rows of a checked request: dimension 0, which must agree across its inputs.
 fn rows_of(inputs: &[Tensor]) -> Option<usize> {
     let first = inputs.first()?.rows()?;
-    inputs
-        .iter()
-        .all(|t| t.rows() == Some(first))
-        .then_some(first)
+    inputs.iter().all(|t| t.rows() == Some(first)).then_some(first)
 }
 
 /// Everything but dimension 0 of each input: requests with equal keys can be concatenated.
 fn trailing_dims(inputs: &[Tensor]) -> Vec<Vec<i64>> {
-    inputs
-        .iter()
-        .map(|t| t.shape().get(1..).unwrap_or_default().to_vec())
-        .collect()
+    inputs.iter().map(|t| t.shape().get(1..).unwrap_or_default().to_vec()).collect()
 }
 
 /// Groups requests that can share a run, keeping request order within each group.
@@ -124,21 +113,14 @@ fn run_combined(model: &LoadedModel, group: &[Pending]) -> Option<Vec<Vec<Output
     let first = &group.first()?.inputs;
     let mut combined = Vec::with_capacity(first.len());
     for (j, template) in first.iter().enumerate() {
-        let parts: Vec<&TensorData> = group
-            .iter()
-            .map(|p| p.inputs.get(j).map(Tensor::data))
-            .collect::<Option<_>>()?;
+        let parts: Vec<&TensorData> = group.iter().map(|p| p.inputs.get(j).map(Tensor::data)).collect::<Option<_>>()?;
         let data = TensorData::concat(&parts)?;
         let mut shape = template.shape().to_vec();
         *shape.first_mut()? = total as i64;
         if crate::tensor::element_count(&shape).ok()? != data.len() {
             return None;
         }
-        combined.push(Tensor::from_checked(
-            template.name().to_string(),
-            shape,
-            data,
-        ));
+        combined.push(Tensor::from_checked(template.name().to_string(), shape, data));
     }
 
     let outputs = match model.run(combined) {
@@ -151,10 +133,5 @@ fn run_combined(model: &LoadedModel, group: &[Pending]) -> Option<Vec<Vec<Output
     if !outputs.iter().all(|o| o.rows() == Some(total)) {
         return None;
     }
-    Some(
-        ranges
-            .into_iter()
-            .map(|r| outputs.iter().map(|o| o.slice_rows(r.clone())).collect())
-            .collect(),
-    )
+    Some(ranges.into_iter().map(|r| outputs.iter().map(|o| o.slice_rows(r.clone())).collect()).collect())
 }

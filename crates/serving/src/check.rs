@@ -45,10 +45,7 @@ pub(crate) fn check_inputs(
             return Err(ServingError::input("input index out of range"));
         };
         if slot.is_some() {
-            return Err(ServingError::input(format!(
-                "input '{}' given twice",
-                want.name
-            )));
+            return Err(ServingError::input(format!("input '{}' given twice", want.name)));
         }
         if want.datatype != Some(t.datatype()) {
             return Err(ServingError::input(format!(
@@ -58,12 +55,8 @@ pub(crate) fn check_inputs(
                 dt_name(want.datatype)
             )));
         }
-        let fits = want.shape.len() == t.shape().len()
-            && want
-                .shape
-                .iter()
-                .zip(t.shape())
-                .all(|(&w, &g)| w < 0 || w == g);
+        let fits =
+            want.shape.len() == t.shape().len() && want.shape.iter().zip(t.shape()).all(|(&w, &g)| w < 0 || w == g);
         if !fits {
             return Err(ServingError::input(format!(
                 "input '{}' has shape {:?} but the model expects {:?} (-1 = any size)",
@@ -74,13 +67,8 @@ pub(crate) fn check_inputs(
         }
         *slot = Some(t);
     }
-    let missing: Vec<_> = meta
-        .inputs
-        .iter()
-        .zip(&slots)
-        .filter(|(_, s)| s.is_none())
-        .map(|(m, _)| format!("'{}'", m.name))
-        .collect();
+    let missing: Vec<_> =
+        meta.inputs.iter().zip(&slots).filter(|(_, s)| s.is_none()).map(|(m, _)| format!("'{}'", m.name)).collect();
     if !missing.is_empty() {
         return Err(ServingError::input(format!(
             "missing input(s) {}; model '{}' version {} takes {}",
@@ -96,13 +84,9 @@ pub(crate) fn check_inputs(
 /// The size rules of [`check_inputs`].
 fn check_size(inputs: &[Tensor], max_elements: usize) -> Result<(), ServingError> {
     let limit = max_elements as u64;
-    let total = inputs
-        .iter()
-        .fold(0u64, |acc, t| acc.saturating_add(t.data().len() as u64));
+    let total = inputs.iter().fold(0u64, |acc, t| acc.saturating_add(t.data().len() as u64));
     if total > limit {
-        return Err(ServingError::input(format!(
-            "the request has {total} elements, the limit is {max_elements}"
-        )));
+        return Err(ServingError::input(format!("the request has {total} elements, the limit is {max_elements}")));
     }
     for t in inputs {
         // Valid tensors always have a nominal count; treat "none" as over the limit.
@@ -140,22 +124,14 @@ mod tests {
             version: 1,
             sha256: String::new(),
             size_bytes: 0,
-            inputs: vec![
-                io("a", DataType::Fp32, vec![-1, 2]),
-                io("b", DataType::Int64, vec![-1]),
-            ],
+            inputs: vec![io("a", DataType::Fp32, vec![-1, 2]), io("b", DataType::Int64, vec![-1])],
             outputs: vec![],
             batch_invariant: false,
         }
     }
 
     fn a(rows: i64) -> Tensor {
-        Tensor::new(
-            "a",
-            vec![rows, 2],
-            TensorData::Fp32(vec![0.5; 2 * rows as usize]),
-        )
-        .unwrap()
+        Tensor::new("a", vec![rows, 2], TensorData::Fp32(vec![0.5; 2 * rows as usize])).unwrap()
     }
 
     fn b(rows: i64) -> Tensor {
@@ -196,10 +172,7 @@ mod tests {
         let m = meta();
         // 2*4 + 4 = 12 elements
         assert!(check_inputs(&m, vec![a(4), b(4)], 12).is_ok());
-        assert_eq!(
-            msg(check_inputs(&m, vec![a(4), b(4)], 11)),
-            "the request has 12 elements, the limit is 11"
-        );
+        assert_eq!(msg(check_inputs(&m, vec![a(4), b(4)], 11)), "the request has 12 elements, the limit is 11");
         // the limit applies before anything else, even to unknown inputs
         let big = Tensor::new("zzz", vec![20], TensorData::Uint8(vec![0; 20])).unwrap();
         assert!(msg(check_inputs(&m, vec![big], 11)).contains("has 20 elements"));

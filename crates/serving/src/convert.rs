@@ -5,8 +5,8 @@
 use std::hash::Hash;
 
 use ort::value::{
-    DynMapValueType, DynTensorValueType, DynValue, MapValueTypeMarker, PrimitiveTensorElementType,
-    TensorElementType, TensorValueTypeMarker, Value, ValueType, ValueTypeMarker,
+    DynMapValueType, DynTensorValueType, DynValue, MapValueTypeMarker, PrimitiveTensorElementType, TensorElementType,
+    TensorValueTypeMarker, Value, ValueType, ValueTypeMarker,
 };
 use serde_json::Value as Json;
 
@@ -41,17 +41,13 @@ pub(crate) fn io_meta(name: &str, ty: &ValueType, is_input: bool) -> Result<IoMe
     let side = if is_input { "input" } else { "output" };
     let unsupported = || format!("{side} '{name}' has type {ty}, which Boat cannot serve");
     match ty {
-        ValueType::Tensor {
-            ty: elem, shape, ..
-        } => Ok(IoMeta {
+        ValueType::Tensor { ty: elem, shape, .. } => Ok(IoMeta {
             name: name.to_string(),
             datatype: Some(datatype_of(*elem).ok_or_else(unsupported)?),
             shape: shape.iter().map(|&d| if d < 0 { -1 } else { d }).collect(),
             kind: IoKind::Tensor,
         }),
-        _ if is_input => Err(format!(
-            "{side} '{name}' has type {ty}; Boat can only feed tensor inputs"
-        )),
+        _ if is_input => Err(format!("{side} '{name}' has type {ty}; Boat can only feed tensor inputs")),
         ValueType::Sequence(inner) => {
             let ok = match inner.as_ref() {
                 ValueType::Tensor { ty, .. } => datatype_of(*ty).is_some(),
@@ -61,19 +57,11 @@ pub(crate) fn io_meta(name: &str, ty: &ValueType, is_input: bool) -> Result<IoMe
             if !ok {
                 return Err(unsupported());
             }
-            Ok(IoMeta {
-                name: name.to_string(),
-                datatype: None,
-                shape: vec![-1],
-                kind: IoKind::Sequence,
-            })
+            Ok(IoMeta { name: name.to_string(), datatype: None, shape: vec![-1], kind: IoKind::Sequence })
         }
-        ValueType::Map { key, value } if map_supported(*key, *value) => Ok(IoMeta {
-            name: name.to_string(),
-            datatype: None,
-            shape: vec![],
-            kind: IoKind::Map,
-        }),
+        ValueType::Map { key, value } if map_supported(*key, *value) => {
+            Ok(IoMeta { name: name.to_string(), datatype: None, shape: vec![], kind: IoKind::Map })
+        }
         _ => Err(unsupported()),
     }
 }
@@ -110,9 +98,7 @@ pub(crate) fn to_ort(t: Tensor) -> Result<(String, DynValue), ServingError> {
                      Runtime string tensors cannot hold"
                 )));
             }
-            OrtTensor::from_string_array((shape, v.as_slice()))
-                .map_err(fail)?
-                .into_dyn()
+            OrtTensor::from_string_array((shape, v.as_slice())).map_err(fail)?.into_dyn()
         }
     };
     Ok((name, value))
@@ -123,11 +109,7 @@ pub(crate) fn from_ort(name: &str, value: &DynValue) -> Result<Output, ServingEr
     match value.dtype() {
         ValueType::Tensor { .. } => {
             let (shape, data) = tensor_parts(value)?;
-            Ok(Output::Tensor(Tensor::from_checked(
-                name.to_string(),
-                shape,
-                data,
-            )))
+            Ok(Output::Tensor(Tensor::from_checked(name.to_string(), shape, data)))
         }
         ValueType::Sequence(inner) => {
             let data = match inner.as_ref() {
@@ -164,19 +146,13 @@ fn tensor_parts<T: TensorValueTypeMarker + ValueTypeMarker + ?Sized>(
 ) -> Result<(Vec<i64>, TensorData), ServingError> {
     macro_rules! take {
         ($t:ty, $variant:ident) => {{
-            let (shape, data) = v
-                .try_extract_tensor::<$t>()
-                .map_err(ServingError::inference)?;
+            let (shape, data) = v.try_extract_tensor::<$t>().map_err(ServingError::inference)?;
             (shape.to_vec(), TensorData::$variant(data.to_vec()))
         }};
     }
     let elem = match v.dtype() {
         ValueType::Tensor { ty, .. } => *ty,
-        other => {
-            return Err(ServingError::Inference(format!(
-                "expected a tensor, got {other}"
-            )))
-        }
+        other => return Err(ServingError::Inference(format!("expected a tensor, got {other}"))),
     };
     Ok(match elem {
         TensorElementType::Bool => take!(bool, Bool),
@@ -195,11 +171,7 @@ fn tensor_parts<T: TensorValueTypeMarker + ValueTypeMarker + ?Sized>(
             let (shape, data) = v.try_extract_strings().map_err(ServingError::inference)?;
             (shape.to_vec(), TensorData::Bytes(data))
         }
-        other => {
-            return Err(ServingError::Inference(format!(
-                "unsupported output element type {other}"
-            )))
-        }
+        other => return Err(ServingError::Inference(format!("unsupported output element type {other}"))),
     })
 }
 
@@ -223,17 +195,11 @@ impl JsonNumber for i64 {
     }
 }
 
-fn map_json<T: MapValueTypeMarker + ValueTypeMarker + ?Sized>(
-    m: &Value<T>,
-) -> Result<Json, ServingError> {
+fn map_json<T: MapValueTypeMarker + ValueTypeMarker + ?Sized>(m: &Value<T>) -> Result<Json, ServingError> {
     use TensorElementType as E;
     let (key, value) = match m.dtype() {
         ValueType::Map { key, value } => (*key, *value),
-        other => {
-            return Err(ServingError::Inference(format!(
-                "expected a map, got {other}"
-            )))
-        }
+        other => return Err(ServingError::Inference(format!("expected a map, got {other}"))),
     };
     match (key, value) {
         (E::Int64, E::Float32) => kv::<i64, f32, T>(m),
@@ -242,9 +208,7 @@ fn map_json<T: MapValueTypeMarker + ValueTypeMarker + ?Sized>(
         (E::String, E::Float32) => kv::<String, f32, T>(m),
         (E::String, E::Float64) => kv::<String, f64, T>(m),
         (E::String, E::Int64) => kv::<String, i64, T>(m),
-        (k, v) => Err(ServingError::Inference(format!(
-            "unsupported map type Map<{k}, {v}>"
-        ))),
+        (k, v) => Err(ServingError::Inference(format!("unsupported map type Map<{k}, {v}>"))),
     }
 }
 
@@ -254,13 +218,6 @@ where
     V: PrimitiveTensorElementType + Clone + JsonNumber,
     T: MapValueTypeMarker + ValueTypeMarker + ?Sized,
 {
-    let pairs = m
-        .try_extract_key_values::<K, V>()
-        .map_err(ServingError::inference)?;
-    Ok(Json::Object(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_json()))
-            .collect(),
-    ))
+    let pairs = m.try_extract_key_values::<K, V>().map_err(ServingError::inference)?;
+    Ok(Json::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()))
 }

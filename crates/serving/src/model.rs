@@ -110,9 +110,8 @@ fn build_session(onnx_bytes: &[u8]) -> Result<Session, ServingError> {
         return Err(ServingError::InvalidModel("the model file is empty".into()));
     }
     let env = runtime::environment()?;
-    let opt = |e: ort::Error<SessionBuilder>| {
-        ServingError::Runtime(format!("configuring an ONNX Runtime session: {e}"))
-    };
+    let opt =
+        |e: ort::Error<SessionBuilder>| ServingError::Runtime(format!("configuring an ONNX Runtime session: {e}"));
     let mut builder = Session::builder(env)
         .map_err(|e| ServingError::Runtime(e.to_string()))?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -125,9 +124,7 @@ fn build_session(onnx_bytes: &[u8]) -> Result<Session, ServingError> {
         .map_err(opt)?
         .with_deterministic_compute(true)
         .map_err(opt)?;
-    builder
-        .commit_from_memory(onnx_bytes)
-        .map_err(|e| ServingError::InvalidModel(e.to_string()))
+    builder.commit_from_memory(onnx_bytes).map_err(|e| ServingError::InvalidModel(e.to_string()))
 }
 
 fn signature(onnx_bytes: &[u8], session: &Session) -> Result<ModelSignature, ServingError> {
@@ -168,12 +165,7 @@ impl LoadedModel {
         for _ in 1..sessions.max(1) {
             pool.push(Mutex::new(build_session(onnx_bytes)?));
         }
-        let mut model = LoadedModel {
-            meta,
-            sessions: pool,
-            next: AtomicUsize::new(0),
-            runs: AtomicU64::new(0),
-        };
+        let mut model = LoadedModel { meta, sessions: pool, next: AtomicUsize::new(0), runs: AtomicU64::new(0) };
         model.meta.batch_invariant = probe::batch_invariant(&model);
         // The probe's runs are not requests; nobody else holds the model yet.
         model.runs.store(0, Ordering::Relaxed);
@@ -191,17 +183,11 @@ impl LoadedModel {
 
     /// Runs checked inputs (from `check::check_inputs`) once and converts the outputs.
     pub(crate) fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Output>, ServingError> {
-        let values = inputs
-            .into_iter()
-            .map(convert::to_ort)
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = inputs.into_iter().map(convert::to_ort).collect::<Result<Vec<_>, _>>()?;
         let mut session = self.session();
         self.runs.fetch_add(1, Ordering::Relaxed);
         let outputs = session.run(values).map_err(ServingError::inference)?;
-        outputs
-            .into_iter()
-            .map(|(name, value)| convert::from_ort(name, &value))
-            .collect()
+        outputs.into_iter().map(|(name, value)| convert::from_ort(name, &value)).collect()
     }
 
     /// A free session if there is one (round-robin start), else waits for one.
@@ -219,8 +205,6 @@ impl LoadedModel {
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        self.sessions[start]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sessions[start].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

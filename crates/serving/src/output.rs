@@ -72,11 +72,7 @@ impl Output {
     }
 
     pub(crate) fn json(name: impl Into<String>, data: Vec<Value>) -> Output {
-        Output::Json {
-            name: name.into(),
-            shape: vec![data.len() as i64],
-            data,
-        }
+        Output::Json { name: name.into(), shape: vec![data.len() as i64], data }
     }
 
     /// Rows along dimension 0 (sequence length for the JSON form).
@@ -91,10 +87,9 @@ impl Output {
     pub(crate) fn slice_rows(&self, range: Range<usize>) -> Output {
         match self {
             Output::Tensor(t) => Output::Tensor(t.slice_rows(range)),
-            Output::Json { name, data, .. } => Output::json(
-                name.clone(),
-                data.get(range).map(<[_]>::to_vec).unwrap_or_default(),
-            ),
+            Output::Json { name, data, .. } => {
+                Output::json(name.clone(), data.get(range).map(<[_]>::to_vec).unwrap_or_default())
+            }
         }
     }
 }
@@ -153,15 +148,9 @@ impl<'de> Deserialize<'de> for Output {
                 data: Vec<Value>,
             }
             let w = Wire::deserialize(&v).map_err(D::Error::custom)?;
-            return Ok(Output::Json {
-                name: w.name,
-                shape: w.shape,
-                data: w.data,
-            });
+            return Ok(Output::Json { name: w.name, shape: w.shape, data: w.data });
         }
-        Tensor::from_json(&v)
-            .map(Output::Tensor)
-            .map_err(|e| D::Error::custom(e.to_string()))
+        Tensor::from_json(&v).map(Output::Tensor).map_err(|e| D::Error::custom(e.to_string()))
     }
 }
 
@@ -174,10 +163,7 @@ mod tests {
     fn json_form_round_trips() {
         let out = Output::json("probs", vec![json!({"0": 0.25, "1": 0.75})]);
         let v = serde_json::to_value(&out).unwrap();
-        assert_eq!(
-            v,
-            json!({"name": "probs", "datatype": "JSON", "shape": [1], "data": [{"0": 0.25, "1": 0.75}]})
-        );
+        assert_eq!(v, json!({"name": "probs", "datatype": "JSON", "shape": [1], "data": [{"0": 0.25, "1": 0.75}]}));
         assert_eq!(serde_json::from_value::<Output>(v).unwrap(), out);
         let bytes = bincode::serialize(&out).unwrap();
         assert_eq!(bincode::deserialize::<Output>(&bytes).unwrap(), out);
@@ -197,10 +183,7 @@ mod tests {
     #[test]
     fn slicing_json_rows() {
         let out = Output::json("p", vec![json!(1), json!(2), json!(3)]);
-        assert_eq!(
-            out.slice_rows(1..3),
-            Output::json("p", vec![json!(2), json!(3)])
-        );
+        assert_eq!(out.slice_rows(1..3), Output::json("p", vec![json!(2), json!(3)]));
         assert_eq!(out.rows(), Some(3));
     }
 }

@@ -28,24 +28,14 @@ impl ModelRegistry {
     /// checks them as [`ModelRegistry::check`] does, without running anything. The result is
     /// what [`ModelRegistry::predict_json`] would run; feed it to [`ModelRegistry::infer`]
     /// and render with [`boat_output`] to get the same reply.
-    pub fn boat_inputs(
-        &self,
-        name: &str,
-        version: u64,
-        input: &Value,
-    ) -> Result<Vec<Tensor>, ServingError> {
+    pub fn boat_inputs(&self, name: &str, version: u64, input: &Value) -> Result<Vec<Tensor>, ServingError> {
         let model = self.get(name, version)?;
         self.check_for(&model, vec![boat_input(model.meta(), input)?])
     }
 
     /// Runs one prediction in the Boat form described in [`crate::predict`] (blocking):
     /// [`ModelRegistry::boat_inputs`], one run, then [`boat_output`].
-    pub fn predict_json(
-        &self,
-        name: &str,
-        version: u64,
-        input: &Value,
-    ) -> Result<Value, ServingError> {
+    pub fn predict_json(&self, name: &str, version: u64, input: &Value) -> Result<Value, ServingError> {
         // One lookup, so the check and the run see the same model.
         let model = self.get(name, version)?;
         let checked = self.check_for(&model, vec![boat_input(model.meta(), input)?])?;
@@ -64,17 +54,13 @@ pub(crate) fn boat_input(meta: &ModelMeta, input: &Value) -> Result<Tensor, Serv
             meta.inputs.len()
         )));
     };
-    let datatype = only
-        .datatype
-        .ok_or_else(|| ServingError::input(format!("input '{}' is not a tensor", only.name)))?;
+    let datatype =
+        only.datatype.ok_or_else(|| ServingError::input(format!("input '{}' is not a tensor", only.name)))?;
     let mut shape = match input {
         Value::String(_) => vec![1],
         Value::Number(_) | Value::Bool(_) => vec![],
         Value::Array(_) => nested_shape(input).ok_or_else(|| {
-            ServingError::input(format!(
-                "input '{}': the array is ragged (rows of different lengths)",
-                only.name
-            ))
+            ServingError::input(format!("input '{}': the array is ragged (rows of different lengths)", only.name))
         })?,
         Value::Null | Value::Object(_) => {
             return Err(ServingError::input(format!(
@@ -137,12 +123,7 @@ mod tests {
             version: 1,
             sha256: String::new(),
             size_bytes: 0,
-            inputs: vec![IoMeta {
-                name: "input".into(),
-                datatype: Some(dt),
-                shape,
-                kind: IoKind::Tensor,
-            }],
+            inputs: vec![IoMeta { name: "input".into(), datatype: Some(dt), shape, kind: IoKind::Tensor }],
             outputs: vec![],
             batch_invariant: false,
         }
@@ -151,24 +132,13 @@ mod tests {
     #[test]
     fn builds_tensors_from_simple_json() {
         let t = boat_input(&meta(DataType::Bytes, vec![-1]), &json!("Hello")).unwrap();
-        assert_eq!(
-            (t.shape(), t.data()),
-            (&[1][..], &TensorData::Bytes(vec!["Hello".into()]))
-        );
+        assert_eq!((t.shape(), t.data()), (&[1][..], &TensorData::Bytes(vec!["Hello".into()])));
 
-        let t = boat_input(
-            &meta(DataType::Fp32, vec![-1, 4]),
-            &json!([5.1, 3.5, 1.4, 0.2]),
-        )
-        .unwrap();
+        let t = boat_input(&meta(DataType::Fp32, vec![-1, 4]), &json!([5.1, 3.5, 1.4, 0.2])).unwrap();
         assert_eq!(t.shape(), &[1, 4]);
         assert_eq!(t.data(), &TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2]));
 
-        let t = boat_input(
-            &meta(DataType::Int64, vec![-1, 2]),
-            &json!([[1, 2], [3, 4]]),
-        )
-        .unwrap();
+        let t = boat_input(&meta(DataType::Int64, vec![-1, 2]), &json!([[1, 2], [3, 4]])).unwrap();
         assert_eq!(t.shape(), &[2, 2]);
 
         let t = boat_input(&meta(DataType::Fp64, vec![-1]), &json!(2.5)).unwrap();
@@ -186,17 +156,11 @@ mod tests {
             (json!([[1, 2], [3]]), "ragged"),
         ] {
             let err = boat_input(&m, &bad).unwrap_err();
-            assert!(
-                matches!(err, ServingError::InvalidInput(ref msg) if msg.contains(want)),
-                "{bad}: {err}"
-            );
+            assert!(matches!(err, ServingError::InvalidInput(ref msg) if msg.contains(want)), "{bad}: {err}");
         }
         let mut two = meta(DataType::Fp32, vec![-1]);
         two.inputs.push(two.inputs[0].clone());
-        assert!(matches!(
-            boat_input(&two, &json!(1.0)),
-            Err(ServingError::InvalidInput(_))
-        ));
+        assert!(matches!(boat_input(&two, &json!(1.0)), Err(ServingError::InvalidInput(_))));
     }
 
     #[test]
@@ -204,15 +168,9 @@ mod tests {
         let one = Tensor::new("y", vec![1], vec!["Hello".to_string()].into()).unwrap();
         assert_eq!(boat_output(vec![Output::Tensor(one)]), json!("Hello"));
         let many = Tensor::new("y", vec![1, 2], vec![1i64, 2].into()).unwrap();
-        assert_eq!(
-            boat_output(vec![Output::Tensor(many)]),
-            json!({"y": [[1, 2]]})
-        );
+        assert_eq!(boat_output(vec![Output::Tensor(many)]), json!({"y": [[1, 2]]}));
         let seq = Output::json("p", vec![json!({"0": 1.0})]);
         let lbl = Tensor::new("l", vec![1], vec![0i64].into()).unwrap();
-        assert_eq!(
-            boat_output(vec![Output::Tensor(lbl), seq]),
-            json!({"l": [0], "p": [{"0": 1.0}]})
-        );
+        assert_eq!(boat_output(vec![Output::Tensor(lbl), seq]), json!({"l": [0], "p": [{"0": 1.0}]}));
     }
 }

@@ -68,9 +68,7 @@ pub(crate) fn batch_invariant(model: &LoadedModel) -> bool {
 /// Whether every input is a typed tensor with a dynamic first dimension.
 fn probeable(meta: &ModelMeta) -> bool {
     !meta.inputs.is_empty()
-        && meta.inputs.iter().all(|i| {
-            i.kind == IoKind::Tensor && i.datatype.is_some() && i.shape.first() == Some(&-1)
-        })
+        && meta.inputs.iter().all(|i| i.kind == IoKind::Tensor && i.datatype.is_some() && i.shape.first() == Some(&-1))
 }
 
 /// Runs `inputs` (all with `rows` rows) as one batch and each row alone; `Ok(true)` when
@@ -86,10 +84,7 @@ fn rows_match_alone(model: &LoadedModel, inputs: &[Tensor], rows: usize) -> Resu
         if single.len() != batched.len() {
             return Err("the number of outputs changed with the batch size".into());
         }
-        let same = batched
-            .iter()
-            .zip(&single)
-            .all(|(b, s)| bit_identical(&b.slice_rows(r..r + 1), s));
+        let same = batched.iter().zip(&single).all(|(b, s)| bit_identical(&b.slice_rows(r..r + 1), s));
         if !same {
             return Ok(false);
         }
@@ -104,12 +99,10 @@ pub(crate) fn bit_identical(a: &Output, b: &Output) -> bool {
         (Output::Tensor(x), Output::Tensor(y)) => {
             x.name() == y.name() && x.shape() == y.shape() && data_bits_equal(x.data(), y.data())
         }
-        (Output::Json { .. }, Output::Json { .. }) => {
-            match (serde_json::to_string(a), serde_json::to_string(b)) {
-                (Ok(x), Ok(y)) => x == y,
-                _ => false,
-            }
-        }
+        (Output::Json { .. }, Output::Json { .. }) => match (serde_json::to_string(a), serde_json::to_string(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -129,17 +122,8 @@ fn data_bits_equal(a: &TensorData, b: &TensorData) -> bool {
 
 /// A probe input: `rows` rows of the declared shape, dynamic trailing dims as 1. `None` if
 /// the batch would be larger than [`PROBE_MAX_ELEMENTS`].
-fn random_tensor(
-    name: &str,
-    datatype: DataType,
-    declared: &[i64],
-    rows: usize,
-    rng: &mut Lcg,
-) -> Option<Tensor> {
-    let mut shape: Vec<i64> = declared
-        .iter()
-        .map(|&d| if d < 0 { 1 } else { d })
-        .collect();
+fn random_tensor(name: &str, datatype: DataType, declared: &[i64], rows: usize, rng: &mut Lcg) -> Option<Tensor> {
+    let mut shape: Vec<i64> = declared.iter().map(|&d| if d < 0 { 1 } else { d }).collect();
     *shape.first_mut()? = i64::try_from(rows).ok()?;
     let n = element_count(&shape).ok()?;
     if n > PROBE_MAX_ELEMENTS {
@@ -152,10 +136,7 @@ fn random_tensor(
 fn random_data(datatype: DataType, n: usize, rng: &mut Lcg) -> TensorData {
     macro_rules! ints {
         ($t:ty) => {
-            (0..n)
-                .map(|_| (rng.next() % 8) as $t)
-                .collect::<Vec<$t>>()
-                .into()
+            (0..n).map(|_| (rng.next() % 8) as $t).collect::<Vec<$t>>().into()
         };
     }
     match datatype {
@@ -180,10 +161,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 32) as u32
     }
 
@@ -195,9 +173,7 @@ impl Lcg {
     /// 1 to 8 lowercase ASCII letters.
     fn word(&mut self) -> String {
         let len = 1 + self.next() % 8;
-        (0..len)
-            .map(|_| char::from(b'a' + (self.next() % 26) as u8))
-            .collect()
+        (0..len).map(|_| char::from(b'a' + (self.next() % 26) as u8)).collect()
     }
 }
 
@@ -230,21 +206,15 @@ mod tests {
         let t = random_tensor("s", DataType::Bytes, &[-1], 17, &mut rng).unwrap();
         assert_eq!(t.datatype(), DataType::Bytes);
         let t = random_tensor("i", DataType::Int8, &[-1, 2], 8, &mut rng).unwrap();
-        let TensorData::Int8(v) = t.data() else {
-            panic!("INT8 expected")
-        };
+        let TensorData::Int8(v) = t.data() else { panic!("INT8 expected") };
         assert!(v.iter().all(|x| (0..8).contains(x)));
         assert!(random_tensor("big", DataType::Uint8, &[-1, 1 << 20], 17, &mut rng).is_none());
     }
 
     #[test]
     fn bitwise_comparison() {
-        let t =
-            |v: Vec<f32>| Output::Tensor(Tensor::new("y", vec![v.len() as i64], v.into()).unwrap());
-        assert!(bit_identical(
-            &t(vec![1.0, f32::NAN]),
-            &t(vec![1.0, f32::NAN])
-        ));
+        let t = |v: Vec<f32>| Output::Tensor(Tensor::new("y", vec![v.len() as i64], v.into()).unwrap());
+        assert!(bit_identical(&t(vec![1.0, f32::NAN]), &t(vec![1.0, f32::NAN])));
         assert!(!bit_identical(&t(vec![0.0]), &t(vec![-0.0])));
         assert!(!bit_identical(&t(vec![1.0]), &t(vec![1.0 + f32::EPSILON])));
         let j = |x: f64| Output::json("p", vec![json!({"0": x})]);

@@ -34,10 +34,7 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig {
-            sessions_per_model: 2,
-            max_elements_per_request: Self::DEFAULT_MAX_ELEMENTS_PER_REQUEST,
-        }
+        RegistryConfig { sessions_per_model: 2, max_elements_per_request: Self::DEFAULT_MAX_ELEMENTS_PER_REQUEST }
     }
 }
 
@@ -80,10 +77,7 @@ pub struct ModelRegistry {
 impl fmt::Debug for ModelRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let keys: Vec<Key> = self.read().keys().cloned().collect();
-        f.debug_struct("ModelRegistry")
-            .field("config", &self.inner.config)
-            .field("models", &keys)
-            .finish()
+        f.debug_struct("ModelRegistry").field("config", &self.inner.config).field("models", &keys).finish()
     }
 }
 
@@ -97,16 +91,9 @@ impl ModelRegistry {
     /// An empty registry. `sessions_per_model` is clamped into the valid range and
     /// `max_elements_per_request` raised to at least 1.
     pub fn new(mut config: RegistryConfig) -> ModelRegistry {
-        config.sessions_per_model = config
-            .sessions_per_model
-            .clamp(1, RegistryConfig::MAX_SESSIONS_PER_MODEL);
+        config.sessions_per_model = config.sessions_per_model.clamp(1, RegistryConfig::MAX_SESSIONS_PER_MODEL);
         config.max_elements_per_request = config.max_elements_per_request.max(1);
-        ModelRegistry {
-            inner: Arc::new(Inner {
-                config,
-                models: RwLock::new(HashMap::new()),
-            }),
-        }
+        ModelRegistry { inner: Arc::new(Inner { config, models: RwLock::new(HashMap::new()) }) }
     }
 
     /// The settings in force.
@@ -120,16 +107,9 @@ impl ModelRegistry {
     /// existing metadata, so replaying a log is idempotent. Different bytes replace the
     /// old model. Invalid bytes give [`ServingError::InvalidModel`] and change nothing.
     /// Loading runs the batch-invariance probe (see [`ModelRegistry::batch_invariant`]).
-    pub fn load(
-        &self,
-        name: &str,
-        version: u64,
-        onnx_bytes: &[u8],
-    ) -> Result<ModelMeta, ServingError> {
+    pub fn load(&self, name: &str, version: u64, onnx_bytes: &[u8]) -> Result<ModelMeta, ServingError> {
         if name.is_empty() {
-            return Err(ServingError::InvalidModel(
-                "model name must not be empty".into(),
-            ));
+            return Err(ServingError::InvalidModel("model name must not be empty".into()));
         }
         let key = (name.to_string(), version);
         let sha = hex::encode(Sha256::digest(onnx_bytes));
@@ -138,12 +118,7 @@ impl ModelRegistry {
                 return Ok(existing.meta().clone());
             }
         }
-        let loaded = LoadedModel::load(
-            name,
-            version,
-            onnx_bytes,
-            self.inner.config.sessions_per_model,
-        )?;
+        let loaded = LoadedModel::load(name, version, onnx_bytes, self.inner.config.sessions_per_model)?;
         let meta = loaded.meta().clone();
         if self.write().insert(key, Arc::new(loaded)).is_some() {
             tracing::warn!(model = name, version, sha256 = %meta.sha256, "replaced a loaded model with different bytes");
@@ -167,9 +142,7 @@ impl ModelRegistry {
 
     /// Metadata of one loaded model.
     pub fn meta(&self, name: &str, version: u64) -> Option<ModelMeta> {
-        self.read()
-            .get(&(name.to_string(), version))
-            .map(|m| m.meta().clone())
+        self.read().get(&(name.to_string(), version)).map(|m| m.meta().clone())
     }
 
     /// Whether a model is loaded.
@@ -187,18 +160,12 @@ impl ModelRegistry {
     /// How many times ONNX Runtime has run this model since it was loaded (a combined
     /// batch counts once), or `None` if it is not loaded.
     pub fn run_count(&self, name: &str, version: u64) -> Option<u64> {
-        self.read()
-            .get(&(name.to_string(), version))
-            .map(|m| m.runs())
+        self.read().get(&(name.to_string(), version)).map(|m| m.runs())
     }
 
     /// Highest loaded version of `name`.
     pub fn latest_version(&self, name: &str) -> Option<u64> {
-        self.read()
-            .keys()
-            .filter(|(n, _)| n == name)
-            .map(|&(_, v)| v)
-            .max()
+        self.read().keys().filter(|(n, _)| n == name).map(|&(_, v)| v).max()
     }
 
     /// Whether model `name` version `version` gives every row bit-identical outputs whatever
@@ -212,9 +179,7 @@ impl ModelRegistry {
     /// may change results in the last bits, so replicas that must agree bit for bit should
     /// run such a model's requests one by one.
     pub fn batch_invariant(&self, name: &str, version: u64) -> bool {
-        self.read()
-            .get(&(name.to_string(), version))
-            .is_some_and(|m| m.meta().batch_invariant)
+        self.read().get(&(name.to_string(), version)).is_some_and(|m| m.meta().batch_invariant)
     }
 
     /// Validates one request without running it: the same checks [`ModelRegistry::infer`]
@@ -223,23 +188,13 @@ impl ModelRegistry {
     /// [`ServingError::InvalidInput`]). Returns the inputs as `infer` would run them (in the
     /// model's input order), so a caller can check before committing a request and run it
     /// later. Inputs may come in any order.
-    pub fn check(
-        &self,
-        name: &str,
-        version: u64,
-        inputs: Vec<Tensor>,
-    ) -> Result<Vec<Tensor>, ServingError> {
+    pub fn check(&self, name: &str, version: u64, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError> {
         let model = self.get(name, version)?;
         self.check_for(&model, inputs)
     }
 
     /// Runs one request (blocking): [`ModelRegistry::check`], then one ONNX Runtime run.
-    pub fn infer(
-        &self,
-        name: &str,
-        version: u64,
-        inputs: Vec<Tensor>,
-    ) -> Result<Vec<Output>, ServingError> {
+    pub fn infer(&self, name: &str, version: u64, inputs: Vec<Tensor>) -> Result<Vec<Output>, ServingError> {
         let model = self.get(name, version)?;
         let checked = self.check_for(&model, inputs)?;
         model.run(checked)
@@ -269,11 +224,7 @@ impl ModelRegistry {
 
     /// [`ModelRegistry::check`] against an already looked-up model, so that a check and the
     /// run after it see the same model even if it is replaced in between.
-    pub(crate) fn check_for(
-        &self,
-        model: &LoadedModel,
-        inputs: Vec<Tensor>,
-    ) -> Result<Vec<Tensor>, ServingError> {
+    pub(crate) fn check_for(&self, model: &LoadedModel, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError> {
         check::check_inputs(model.meta(), inputs, self.max_elements())
     }
 
@@ -285,10 +236,7 @@ impl ModelRegistry {
         self.read()
             .get(&(name.to_string(), version))
             .cloned()
-            .ok_or_else(|| ServingError::UnknownModel {
-                name: name.to_string(),
-                version,
-            })
+            .ok_or_else(|| ServingError::UnknownModel { name: name.to_string(), version })
     }
 
     // The map only ever has whole entries inserted or removed, so a panic elsewhere while a
@@ -317,17 +265,13 @@ mod tests {
         let def = RegistryConfig::default();
         assert_eq!(def.sessions_per_model, 2);
         assert_eq!(def.max_elements_per_request, 1_000_000);
-        let with = |sessions, max| RegistryConfig {
-            sessions_per_model: sessions,
-            max_elements_per_request: max,
-        };
+        let with = |sessions, max| RegistryConfig { sessions_per_model: sessions, max_elements_per_request: max };
         assert!(with(0, 10).validate().is_err());
         assert!(with(4, 10).validate().is_ok());
         assert!(with(4, 0).validate().is_err());
         let cfg: RegistryConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(cfg, def);
-        let cfg: RegistryConfig =
-            serde_json::from_str(r#"{"max_elements_per_request": 5}"#).unwrap();
+        let cfg: RegistryConfig = serde_json::from_str(r#"{"max_elements_per_request": 5}"#).unwrap();
         assert_eq!(cfg, with(2, 5));
         assert!(serde_json::from_str::<RegistryConfig>(r#"{"bogus": 1}"#).is_err());
         let reg = ModelRegistry::new(with(0, 0));
@@ -338,22 +282,11 @@ mod tests {
     fn unknown_model_without_runtime() {
         let reg = ModelRegistry::default();
         let err = reg.infer("nope", 1, vec![]).unwrap_err();
-        assert_eq!(
-            err,
-            ServingError::UnknownModel {
-                name: "nope".into(),
-                version: 1
-            }
-        );
+        assert_eq!(err, ServingError::UnknownModel { name: "nope".into(), version: 1 });
         let errs = reg.infer_batch("nope", 1, vec![vec![], vec![]]);
         assert_eq!(errs.len(), 2);
-        assert!(errs
-            .iter()
-            .all(|r| matches!(r, Err(ServingError::UnknownModel { .. }))));
-        assert!(matches!(
-            reg.check("nope", 1, vec![]),
-            Err(ServingError::UnknownModel { .. })
-        ));
+        assert!(errs.iter().all(|r| matches!(r, Err(ServingError::UnknownModel { .. }))));
+        assert!(matches!(reg.check("nope", 1, vec![]), Err(ServingError::UnknownModel { .. })));
         assert!(!reg.batch_invariant("nope", 1));
         assert!(reg.list().is_empty());
         assert_eq!(reg.unload("nope", 1), None);

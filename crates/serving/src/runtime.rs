@@ -54,17 +54,10 @@ pub fn init_runtime(dylib: Option<&Path>) -> Result<(), ServingError> {
         },
     };
     // Absolute path: ort resolves relative paths against the executable's directory.
-    let path = std::fs::canonicalize(&requested).map_err(|e| {
-        ServingError::Runtime(format!(
-            "ONNX Runtime library {} not found: {e}",
-            requested.display()
-        ))
-    })?;
+    let path = std::fs::canonicalize(&requested)
+        .map_err(|e| ServingError::Runtime(format!("ONNX Runtime library {} not found: {e}", requested.display())))?;
     if !path.is_file() {
-        return Err(ServingError::Runtime(format!(
-            "ONNX Runtime library {} is not a file",
-            path.display()
-        )));
+        return Err(ServingError::Runtime(format!("ONNX Runtime library {} is not a file", path.display())));
     }
 
     let env = ort::init_from(&path)
@@ -94,17 +87,12 @@ pub(crate) fn environment() -> Result<&'static Environment, ServingError> {
     if RUNTIME.get().is_none() {
         init_runtime(None)?;
     }
-    RUNTIME
-        .get()
-        .map(|rt| &rt.env)
-        .ok_or_else(|| ServingError::Runtime("ONNX Runtime is not initialised".into()))
+    RUNTIME.get().map(|rt| &rt.env).ok_or_else(|| ServingError::Runtime("ONNX Runtime is not initialised".into()))
 }
 
 fn warn_if_different(rt: &Runtime, dylib: Option<&Path>) {
     if let Some(p) = dylib {
-        let same = std::fs::canonicalize(p)
-            .map(|c| c == rt.dylib)
-            .unwrap_or(false);
+        let same = std::fs::canonicalize(p).map(|c| c == rt.dylib).unwrap_or(false);
         if !same {
             tracing::warn!(
                 requested = %p.display(),
@@ -126,9 +114,6 @@ mod tests {
         }
         let err = init_runtime(Some(Path::new("/definitely/not/here/libonnxruntime.so")))
             .expect_err("a missing file cannot initialise");
-        assert!(
-            matches!(err, ServingError::Runtime(ref m) if m.contains("not found")),
-            "{err}"
-        );
+        assert!(matches!(err, ServingError::Runtime(ref m) if m.contains("not found")), "{err}");
     }
 }

@@ -2,13 +2,11 @@
 
 use std::time::Duration;
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -75,9 +73,7 @@ enum Rpc {
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BoatNode, RaftError<NodeId, E>>>;
 
-fn unreachable<E: std::error::Error>(
-    e: &(impl std::error::Error + 'static),
-) -> RPCError<NodeId, BoatNode, E> {
+fn unreachable<E: std::error::Error>(e: &(impl std::error::Error + 'static)) -> RPCError<NodeId, BoatNode, E> {
     RPCError::Unreachable(Unreachable::new(e))
 }
 
@@ -97,12 +93,7 @@ impl PeerClient {
         Ok(client)
     }
 
-    async fn call<Req, Resp, E>(
-        &mut self,
-        rpc: Rpc,
-        body: &Req,
-        ttl: Duration,
-    ) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, body: &Req, ttl: Duration) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -112,8 +103,7 @@ impl PeerClient {
             return Err(unreachable(&TransportError::Partitioned(self.target)));
         }
         self.faults.apply_delay().await;
-        let request = codec::request(self.self_id, body)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let request = codec::request(self.self_id, body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self.client().map_err(|e| unreachable(&e))?;
         let send = async move {
             match rpc {
@@ -123,11 +113,7 @@ impl PeerClient {
             }
         };
         let reply = match tokio::time::timeout(ttl, send).await {
-            Err(_) => {
-                return Err(RPCError::Network(NetworkError::new(
-                    &TransportError::TimedOut(ttl),
-                )))
-            }
+            Err(_) => return Err(RPCError::Network(NetworkError::new(&TransportError::TimedOut(ttl)))),
             Ok(Err(status)) => return Err(unreachable(&status)),
             Ok(Ok(reply)) => reply.into_inner(),
         };
@@ -153,8 +139,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(Rpc::InstallSnapshot, &rpc, option.hard_ttl())
-            .await
+        self.call(Rpc::InstallSnapshot, &rpc, option.hard_ttl()).await
     }
 
     async fn vote(

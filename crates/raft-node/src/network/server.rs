@@ -33,10 +33,7 @@ impl RaftGrpcService {
     async fn admit(&self, req: Request<RaftRequest>) -> Result<RaftRequest, Status> {
         let req = req.into_inner();
         if self.faults.is_cut(req.from as NodeId) {
-            return Err(Status::unavailable(format!(
-                "traffic from node {} is cut by fault injection",
-                req.from
-            )));
+            return Err(Status::unavailable(format!("traffic from node {} is cut by fault injection", req.from)));
         }
         self.faults.apply_delay().await;
         Ok(req)
@@ -53,13 +50,9 @@ fn encode_failed(e: codec::CodecError) -> Status {
 
 #[tonic::async_trait]
 impl RaftService for RaftGrpcService {
-    async fn append_entries(
-        &self,
-        req: Request<RaftRequest>,
-    ) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = self.admit(req).await?;
-        let rpc: AppendEntriesRequest<TypeConfig> =
-            codec::decode(&req.payload).map_err(bad_request)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;
         let res = self.raft.append_entries(rpc).await;
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }
@@ -71,13 +64,9 @@ impl RaftService for RaftGrpcService {
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }
 
-    async fn install_snapshot(
-        &self,
-        req: Request<RaftRequest>,
-    ) -> Result<Response<RaftReply>, Status> {
+    async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = self.admit(req).await?;
-        let rpc: InstallSnapshotRequest<TypeConfig> =
-            codec::decode(&req.payload).map_err(bad_request)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;
         let res = self.raft.install_snapshot(rpc).await;
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }

@@ -75,10 +75,7 @@ impl LogStore {
         self.log.is_empty()
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        k: &[u8],
-    ) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StorageError> {
         match self.meta.get(k).map_err(read_err)? {
             None => Ok(None),
             Some(v) => Ok(Some(bincode::deserialize(&v).map_err(read_err)?)),
@@ -148,10 +145,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let bounds = (
-            to_key_bound(range.start_bound()),
-            to_key_bound(range.end_bound()),
-        );
+        let bounds = (to_key_bound(range.start_bound()), to_key_bound(range.end_bound()));
         let mut out = Vec::new();
         for item in self.log.range(bounds) {
             let (_, v) = item.map_err(read_err)?;
@@ -160,11 +154,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         Ok(out)
     }
 
-    async fn limited_get_log_entries(
-        &mut self,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Entry>, StorageError> {
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
         self.entries_within_budget(start, end)
     }
 }
@@ -175,10 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.get_meta(LAST_PURGED)?;
         let last = self.last_entry_id()?.or(last_purged);
-        Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
-        })
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -187,10 +174,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.put_meta(VOTE, vote)?;
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_vote(&e))?;
+        self.db.flush_async().await.map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
     }
 
@@ -214,11 +198,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(COMMITTED)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

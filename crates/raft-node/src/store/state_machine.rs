@@ -25,6 +25,7 @@ const CURRENT_SNAPSHOT: &[u8] = b"current";
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 
@@ -71,11 +72,7 @@ fn sm_write_err(e: impl std::error::Error + 'static) -> StorageError {
 impl StateMachineStore {
     /// Opens the snapshot tree and rebuilds the in-memory state from the
     /// latest snapshot, if any.
-    pub fn open(
-        db: &sled::Db,
-        executor: Executor,
-        retention: Retention,
-    ) -> Result<Self, StorageError> {
+    pub fn open(db: &sled::Db, executor: Executor, retention: Retention) -> Result<Self, StorageError> {
         let snapshots = db.open_tree("snapshot").map_err(sm_read_err)?;
         let store = Self {
             state: Arc::new(RwLock::new(AppliedState::default())),
@@ -110,9 +107,7 @@ impl StateMachineStore {
 
     async fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
         let bytes = bincode::serialize(stored).map_err(sm_write_err)?;
-        self.snapshots
-            .insert(CURRENT_SNAPSHOT, bytes)
-            .map_err(sm_write_err)?;
+        self.snapshots.insert(CURRENT_SNAPSHOT, bytes).map_err(sm_write_err)?;
         self.snapshots.flush_async().await.map_err(sm_write_err)?;
         Ok(())
     }
@@ -130,21 +125,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
             None => format!("empty-{seq}"),
         };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        let stored = StoredSnapshot { meta: meta.clone(), data };
         self.save_snapshot(&stored).await?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "built snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }
 
@@ -163,11 +148,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            apply_entries(&this.state, &this.executor, this.retention, entries)
-        })
-        .await
-        .map_err(|e| StorageIOError::write_state_machine(&e).into())
+        tokio::task::spawn_blocking(move || apply_entries(&this.state, &this.executor, this.retention, entries))
+            .await
+            .map_err(|e| StorageIOError::write_state_machine(&e).into())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -184,13 +167,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state: AppliedState = bincode::deserialize(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        self.save_snapshot(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })
-        .await?;
+        let state: AppliedState =
+            bincode::deserialize(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
         tracing::info!(snapshot = %meta.snapshot_id, last_applied = ?state.last_applied, "installed snapshot from leader");
         self.executor.sync_catalog(&state.catalog);
         *self.write() = state;
@@ -198,9 +177,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self.load_snapshot()?.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
-        }))
+        Ok(self.load_snapshot()?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
     }
 }

@@ -14,11 +14,7 @@ pub const PLATFORM: &str = "onnxruntime_onnx";
 pub fn check_requested_outputs(meta: &ModelMeta, requested: &[String]) -> Result<(), ServingError> {
     for name in requested {
         if !meta.outputs.iter().any(|o| &o.name == name) {
-            let known: Vec<String> = meta
-                .outputs
-                .iter()
-                .map(|o| format!("'{}'", o.name))
-                .collect();
+            let known: Vec<String> = meta.outputs.iter().map(|o| format!("'{}'", o.name)).collect();
             return Err(ServingError::input(format!(
                 "model '{}' version {} has no output '{name}'; its outputs are {}",
                 meta.name,
@@ -58,9 +54,7 @@ fn output_json(o: &Output) -> Value {
     match o {
         Output::Tensor(t) => {
             let data = t.data();
-            let flat: Vec<Value> = (0..data.len())
-                .map(|i| data.json_element(i).unwrap_or(Value::Null))
-                .collect();
+            let flat: Vec<Value> = (0..data.len()).map(|i| data.json_element(i).unwrap_or(Value::Null)).collect();
             json!({
                 "name": t.name(),
                 "datatype": t.datatype().as_str(),
@@ -111,12 +105,7 @@ mod tests {
     use half::f16;
 
     fn io(name: &str, datatype: Option<DataType>, shape: Vec<i64>, kind: IoKind) -> IoMeta {
-        IoMeta {
-            name: name.into(),
-            datatype,
-            shape,
-            kind,
-        }
+        IoMeta { name: name.into(), datatype, shape, kind }
     }
 
     fn logreg_meta() -> ModelMeta {
@@ -125,19 +114,9 @@ mod tests {
             version: 2,
             sha256: String::new(),
             size_bytes: 0,
-            inputs: vec![io(
-                "input",
-                Some(DataType::Fp32),
-                vec![-1, 4],
-                IoKind::Tensor,
-            )],
+            inputs: vec![io("input", Some(DataType::Fp32), vec![-1, 4], IoKind::Tensor)],
             outputs: vec![
-                io(
-                    "output_label",
-                    Some(DataType::Int64),
-                    vec![-1],
-                    IoKind::Tensor,
-                ),
+                io("output_label", Some(DataType::Int64), vec![-1], IoKind::Tensor),
                 io("output_probability", None, vec![-1], IoKind::Sequence),
                 io("one_map", None, vec![], IoKind::Map),
             ],
@@ -180,43 +159,21 @@ mod tests {
     #[test]
     fn response_form_and_filtering() {
         let label = Tensor::new("output_label", vec![2], vec![0i64, 2].into()).unwrap();
-        let probs = Tensor::new(
-            "p",
-            vec![2, 2],
-            TensorData::Fp32(vec![0.1, 0.9, 0.25, 0.75]),
-        )
-        .unwrap();
+        let probs = Tensor::new("p", vec![2, 2], TensorData::Fp32(vec![0.1, 0.9, 0.25, 0.75])).unwrap();
         let half = Tensor::new("h", vec![1], TensorData::Fp16(vec![f16::from_f32(0.1)])).unwrap();
-        let seq = Output::json(
-            "output_probability",
-            vec![json!({"0": 0.5}), json!({"0": 1.0})],
-        );
-        let outputs = vec![
-            Output::Tensor(label),
-            Output::Tensor(probs),
-            Output::Tensor(half),
-            seq,
-        ];
+        let seq = Output::json("output_probability", vec![json!({"0": 0.5}), json!({"0": 1.0})]);
+        let outputs = vec![Output::Tensor(label), Output::Tensor(probs), Output::Tensor(half), seq];
         let v = infer_response("iris", "2", Some("r1"), &outputs, None);
         assert_eq!(v["model_name"], json!("iris"));
         assert_eq!(v["model_version"], json!("2"));
         assert_eq!(v["id"], json!("r1"));
-        assert_eq!(
-            v["outputs"][0],
-            json!({"name": "output_label", "datatype": "INT64", "shape": [2], "data": [0, 2]})
-        );
+        assert_eq!(v["outputs"][0], json!({"name": "output_label", "datatype": "INT64", "shape": [2], "data": [0, 2]}));
         // flat data, FP32 in shortest form
         assert_eq!(v["outputs"][1]["shape"], json!([2, 2]));
-        assert_eq!(
-            serde_json::to_string(&v["outputs"][1]["data"]).unwrap(),
-            "[0.1,0.9,0.25,0.75]"
-        );
+        assert_eq!(serde_json::to_string(&v["outputs"][1]["data"]).unwrap(), "[0.1,0.9,0.25,0.75]");
         // FP16 as the shortest f32 decimal of its exact value
         assert_eq!(v["outputs"][2]["datatype"], json!("FP16"));
-        assert_eq!(
-            serde_json::to_string(&v["outputs"][2]["data"]).unwrap(),
-            "[0.099975586]"
-        );
+        assert_eq!(serde_json::to_string(&v["outputs"][2]["data"]).unwrap(), "[0.099975586]");
         assert_eq!(
             v["outputs"][3],
             json!({"name": "output_probability", "datatype": "JSON", "shape": [2],
@@ -224,19 +181,10 @@ mod tests {
         );
 
         // filtered, in output order whatever the request order; no id
-        let want = [
-            "output_probability".to_string(),
-            "output_label".to_string(),
-            "gone".to_string(),
-        ];
+        let want = ["output_probability".to_string(), "output_label".to_string(), "gone".to_string()];
         let v = infer_response("iris", "2", None, &outputs, Some(&want));
         assert!(v.get("id").is_none());
-        let names: Vec<&str> = v["outputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["name"].as_str().unwrap())
-            .collect();
+        let names: Vec<&str> = v["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["output_label", "output_probability"]);
         // an empty request list means no outputs
         let v = infer_response("iris", "2", None, &outputs, Some(&[]));

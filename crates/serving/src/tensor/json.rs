@@ -47,10 +47,7 @@ impl TensorData {
     }
 
     /// Converts already-flat JSON scalars to data of type `datatype`.
-    pub fn from_json_elements(
-        datatype: DataType,
-        elems: &[&Value],
-    ) -> Result<TensorData, ServingError> {
+    pub fn from_json_elements(datatype: DataType, elems: &[&Value]) -> Result<TensorData, ServingError> {
         fn all<T>(
             elems: &[&Value],
             dt: DataType,
@@ -59,16 +56,14 @@ impl TensorData {
             elems
                 .iter()
                 .enumerate()
-                .map(|(i, v)| {
-                    f(v).map_err(|m| ServingError::input(format!("data[{i}]: {v} {m} {dt}")))
-                })
+                .map(|(i, v)| f(v).map_err(|m| ServingError::input(format!("data[{i}]: {v} {m} {dt}"))))
                 .collect()
         }
         let dt = datatype;
         Ok(match datatype {
-            DataType::Bool => TensorData::Bool(all(elems, dt, |v| {
-                v.as_bool().ok_or_else(|| "is not a valid".to_string())
-            })?),
+            DataType::Bool => {
+                TensorData::Bool(all(elems, dt, |v| v.as_bool().ok_or_else(|| "is not a valid".to_string()))?)
+            }
             DataType::Uint8 => TensorData::Uint8(all(elems, dt, int)?),
             DataType::Uint16 => TensorData::Uint16(all(elems, dt, int)?),
             DataType::Uint32 => TensorData::Uint32(all(elems, dt, int)?),
@@ -93,9 +88,7 @@ impl TensorData {
             })?),
             DataType::Fp64 => TensorData::Fp64(all(elems, dt, number)?),
             DataType::Bytes => TensorData::Bytes(all(elems, dt, |v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| "is not a valid".to_string())
+                v.as_str().map(str::to_owned).ok_or_else(|| "is not a valid".to_string())
             })?),
         })
     }
@@ -188,8 +181,7 @@ impl Tensor {
     /// Parses the OIP JSON form from a [`serde_json::Value`], with the same checks as
     /// deserialising but returning a [`ServingError::InvalidInput`].
     pub fn from_json(v: &Value) -> Result<Tensor, ServingError> {
-        let wire = WireTensor::deserialize(v)
-            .map_err(|e| ServingError::input(format!("not an OIP tensor: {e}")))?;
+        let wire = WireTensor::deserialize(v).map_err(|e| ServingError::input(format!("not an OIP tensor: {e}")))?;
         Tensor::from_wire(wire)
     }
 
@@ -289,78 +281,36 @@ mod tests {
 
     #[test]
     fn nested_data_is_flattened() {
-        let t = parse(
-            json!({"name": "x", "datatype": "INT32", "shape": [2, 2], "data": [[1, 2], [3, 4]]}),
-        )
-        .unwrap();
+        let t = parse(json!({"name": "x", "datatype": "INT32", "shape": [2, 2], "data": [[1, 2], [3, 4]]})).unwrap();
         assert_eq!(t.data(), &TensorData::Int32(vec![1, 2, 3, 4]));
-        assert_eq!(
-            serde_json::to_value(&t).unwrap()["data"],
-            json!([1, 2, 3, 4])
-        );
+        assert_eq!(serde_json::to_value(&t).unwrap()["data"], json!([1, 2, 3, 4]));
         // nesting that contradicts the shape is rejected
-        let err = parse(
-            json!({"name": "x", "datatype": "INT32", "shape": [1, 4], "data": [[1, 2], [3, 4]]}),
-        )
-        .unwrap_err();
+        let err =
+            parse(json!({"name": "x", "datatype": "INT32", "shape": [1, 4], "data": [[1, 2], [3, 4]]})).unwrap_err();
         assert!(err.contains("nested data has shape"), "{err}");
     }
 
     #[test]
     fn values_must_fit_the_datatype() {
         let bad = [
-            (
-                json!({"name": "x", "datatype": "UINT8", "shape": [1], "data": [300]}),
-                "out of range for UINT8",
-            ),
-            (
-                json!({"name": "x", "datatype": "UINT8", "shape": [1], "data": [-1]}),
-                "out of range for UINT8",
-            ),
-            (
-                json!({"name": "x", "datatype": "INT8", "shape": [1], "data": [1.5]}),
-                "not a valid INT8",
-            ),
-            (
-                json!({"name": "x", "datatype": "FP32", "shape": [1], "data": ["a"]}),
-                "not a valid FP32",
-            ),
-            (
-                json!({"name": "x", "datatype": "FP32", "shape": [1], "data": [1e300]}),
-                "out of range for FP32",
-            ),
-            (
-                json!({"name": "x", "datatype": "FP16", "shape": [1], "data": [70000.0]}),
-                "out of range for FP16",
-            ),
-            (
-                json!({"name": "x", "datatype": "BOOL", "shape": [1], "data": [1]}),
-                "not a valid BOOL",
-            ),
-            (
-                json!({"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}),
-                "not a valid BYTES",
-            ),
-            (
-                json!({"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0]}),
-                "needs 2 elements",
-            ),
-            (
-                json!({"name": "x", "datatype": "FP32", "shape": [-1], "data": []}),
-                "negative",
-            ),
-            (
-                json!({"name": "x", "datatype": "FLOAT", "shape": [1], "data": [1.0]}),
-                "unknown variant",
-            ),
+            (json!({"name": "x", "datatype": "UINT8", "shape": [1], "data": [300]}), "out of range for UINT8"),
+            (json!({"name": "x", "datatype": "UINT8", "shape": [1], "data": [-1]}), "out of range for UINT8"),
+            (json!({"name": "x", "datatype": "INT8", "shape": [1], "data": [1.5]}), "not a valid INT8"),
+            (json!({"name": "x", "datatype": "FP32", "shape": [1], "data": ["a"]}), "not a valid FP32"),
+            (json!({"name": "x", "datatype": "FP32", "shape": [1], "data": [1e300]}), "out of range for FP32"),
+            (json!({"name": "x", "datatype": "FP16", "shape": [1], "data": [70000.0]}), "out of range for FP16"),
+            (json!({"name": "x", "datatype": "BOOL", "shape": [1], "data": [1]}), "not a valid BOOL"),
+            (json!({"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}), "not a valid BYTES"),
+            (json!({"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0]}), "needs 2 elements"),
+            (json!({"name": "x", "datatype": "FP32", "shape": [-1], "data": []}), "negative"),
+            (json!({"name": "x", "datatype": "FLOAT", "shape": [1], "data": [1.0]}), "unknown variant"),
         ];
         for (case, want) in bad {
             let err = parse(case.clone()).expect_err(&case.to_string());
             assert!(err.contains(want), "{case}: got '{err}', want '{want}'");
         }
         // integral floats are fine for integer types
-        let t =
-            parse(json!({"name": "x", "datatype": "INT64", "shape": [1], "data": [2.0]})).unwrap();
+        let t = parse(json!({"name": "x", "datatype": "INT64", "shape": [1], "data": [2.0]})).unwrap();
         assert_eq!(t.data(), &TensorData::Int64(vec![2]));
     }
 
@@ -368,14 +318,9 @@ mod tests {
     fn from_json_reports_invalid_input() {
         let err = Tensor::from_json(&json!({"name": "x"})).unwrap_err();
         assert!(matches!(err, ServingError::InvalidInput(_)));
-        let err = Tensor::from_json(
-            &json!({"name": "x", "datatype": "UINT8", "shape": [1], "data": [256]}),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err, ServingError::InvalidInput(ref m) if m.contains("data[0]")),
-            "{err}"
-        );
+        let err =
+            Tensor::from_json(&json!({"name": "x", "datatype": "UINT8", "shape": [1], "data": [256]})).unwrap_err();
+        assert!(matches!(err, ServingError::InvalidInput(ref m) if m.contains("data[0]")), "{err}");
     }
 
     #[test]
@@ -388,10 +333,7 @@ mod tests {
 
     #[test]
     fn nested_shape_detects_ragged() {
-        assert_eq!(
-            nested_shape(&json!([[1, 2], [3, 4], [5, 6]])),
-            Some(vec![3, 2])
-        );
+        assert_eq!(nested_shape(&json!([[1, 2], [3, 4], [5, 6]])), Some(vec![3, 2]));
         assert_eq!(nested_shape(&json!([[1, 2], [3]])), None);
         assert_eq!(nested_shape(&json!(5)), Some(vec![]));
         assert_eq!(nested_shape(&json!([])), Some(vec![0]));

@@ -234,9 +234,7 @@ impl TensorData {
                 }
             };
         }
-        Some(cat!(
-            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bytes
-        ))
+        Some(cat!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bytes))
     }
 }
 
@@ -264,14 +262,9 @@ pub struct Tensor {
 impl Tensor {
     /// Builds a tensor, checking that every dimension is non-negative and that the data
     /// holds exactly the product of the shape elements.
-    pub fn new(
-        name: impl Into<String>,
-        shape: Vec<i64>,
-        data: TensorData,
-    ) -> Result<Tensor, ServingError> {
+    pub fn new(name: impl Into<String>, shape: Vec<i64>, data: TensorData) -> Result<Tensor, ServingError> {
         let name = name.into();
-        let expected = element_count(&shape)
-            .map_err(|m| ServingError::input(format!("tensor '{name}': {m}")))?;
+        let expected = element_count(&shape).map_err(|m| ServingError::input(format!("tensor '{name}': {m}")))?;
         if expected != data.len() {
             return Err(ServingError::input(format!(
                 "tensor '{name}': shape {shape:?} needs {expected} elements but data has {}",
@@ -332,11 +325,7 @@ impl Tensor {
         if let Some(d0) = shape.first_mut() {
             *d0 = range.len() as i64;
         }
-        Tensor {
-            name: self.name.clone(),
-            shape,
-            data: self.data.slice(range.start * row_len..range.end * row_len),
-        }
+        Tensor { name: self.name.clone(), shape, data: self.data.slice(range.start * row_len..range.end * row_len) }
     }
 
     /// Internal constructor for data whose length already matches `shape` (e.g. read back
@@ -356,10 +345,7 @@ pub const MAX_RANK: usize = 64;
 /// Nothing is allocated from the shape.
 pub fn element_count(shape: &[i64]) -> Result<usize, String> {
     if shape.len() > MAX_RANK {
-        return Err(format!(
-            "shape has {} dimensions; at most {MAX_RANK} are supported",
-            shape.len()
-        ));
+        return Err(format!("shape has {} dimensions; at most {MAX_RANK} are supported", shape.len()));
     }
     let mut count: usize = 1;
     let mut nominal: i64 = 1;
@@ -367,9 +353,8 @@ pub fn element_count(shape: &[i64]) -> Result<usize, String> {
         if d < 0 {
             return Err(format!("shape {shape:?} has a negative dimension"));
         }
-        nominal = nominal
-            .checked_mul(d.max(1))
-            .ok_or_else(|| format!("shape {shape:?} has absurdly large dimensions"))?;
+        nominal =
+            nominal.checked_mul(d.max(1)).ok_or_else(|| format!("shape {shape:?} has absurdly large dimensions"))?;
         // `d <= nominal <= i64::MAX`, and `count <= nominal`, so neither step can overflow
         // a 64-bit `usize`; checked anyway for 32-bit targets.
         count = usize::try_from(d)
@@ -384,9 +369,7 @@ pub fn element_count(shape: &[i64]) -> Result<usize, String> {
 /// its empty dimensions were not empty. `None` if it overflows. Bounds what anything indexing
 /// by dimension (a row length, nested JSON) may touch.
 pub(crate) fn nominal_count(shape: &[i64]) -> Option<u64> {
-    shape.iter().try_fold(1u64, |acc, &d| {
-        acc.checked_mul(u64::try_from(d).ok()?.max(1))
-    })
+    shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?.max(1)))
 }
 
 fn nest(data: &TensorData, shape: &[i64], next: &mut usize) -> serde_json::Value {
@@ -396,9 +379,7 @@ fn nest(data: &TensorData, shape: &[i64], next: &mut usize) -> serde_json::Value
             *next += 1;
             v
         }
-        Some((&d, rest)) => {
-            serde_json::Value::Array((0..d.max(0)).map(|_| nest(data, rest, next)).collect())
-        }
+        Some((&d, rest)) => serde_json::Value::Array((0..d.max(0)).map(|_| nest(data, rest, next)).collect()),
     }
 }
 
@@ -447,14 +428,8 @@ mod tests {
         assert_eq!(mid.data(), &TensorData::Uint16(vec![3, 4, 5, 6]));
         let a = TensorData::Fp32(vec![1.0]);
         let b = TensorData::Fp32(vec![2.0, 3.0]);
-        assert_eq!(
-            TensorData::concat(&[&a, &b]),
-            Some(TensorData::Fp32(vec![1.0, 2.0, 3.0]))
-        );
-        assert_eq!(
-            TensorData::concat(&[&a, &TensorData::Fp64(vec![1.0])]),
-            None
-        );
+        assert_eq!(TensorData::concat(&[&a, &b]), Some(TensorData::Fp32(vec![1.0, 2.0, 3.0])));
+        assert_eq!(TensorData::concat(&[&a, &TensorData::Fp64(vec![1.0])]), None);
     }
 
     #[test]

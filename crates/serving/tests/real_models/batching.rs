@@ -19,10 +19,7 @@ fn batch_equals_single(model: &str, requests: Vec<Vec<Tensor>>) -> u64 {
 
 fn batch_matches_single(model: &str, requests: Vec<Vec<Tensor>>, how: Match) -> u64 {
     let reg = registry();
-    let single: Vec<_> = requests
-        .iter()
-        .map(|r| reg.infer(model, 1, r.clone()))
-        .collect();
+    let single: Vec<_> = requests.iter().map(|r| reg.infer(model, 1, r.clone())).collect();
     let before = reg.run_count(model, 1).unwrap();
     let batched = reg.infer_batch(model, 1, requests);
     let runs = reg.run_count(model, 1).unwrap() - before;
@@ -42,12 +39,8 @@ fn batch_matches_single(model: &str, requests: Vec<Vec<Tensor>>, how: Match) -> 
 
 #[test]
 fn mlp_batch_is_one_run_and_bit_identical() {
-    let requests = vec![
-        vec![iris_batch(&[0])],
-        vec![iris_batch(&[1, 2])],
-        vec![iris_batch(&[3, 4, 5])],
-        vec![iris_batch(&[5])],
-    ];
+    let requests =
+        vec![vec![iris_batch(&[0])], vec![iris_batch(&[1, 2])], vec![iris_batch(&[3, 4, 5])], vec![iris_batch(&[5])]];
     assert_eq!(batch_equals_single("mlp", requests), 1);
 }
 
@@ -55,15 +48,8 @@ fn mlp_batch_is_one_run_and_bit_identical() {
 fn zipmap_sequence_outputs_split_by_rows() {
     // ONNX Runtime's LinearClassifier kernel is not batch-size invariant: the same row can
     // differ in the last bits between a 1-row and a 3-row run, so compare within 1e-6.
-    let requests = vec![
-        vec![iris_batch(&[0, 1])],
-        vec![iris_batch(&[2])],
-        vec![iris_batch(&[3, 4, 5])],
-    ];
-    assert_eq!(
-        batch_matches_single("iris_logreg", requests, Match::Close),
-        1
-    );
+    let requests = vec![vec![iris_batch(&[0, 1])], vec![iris_batch(&[2])], vec![iris_batch(&[3, 4, 5])]];
+    assert_eq!(batch_matches_single("iris_logreg", requests, Match::Close), 1);
 }
 
 #[test]
@@ -95,17 +81,9 @@ fn a_bad_request_fails_alone() {
     ];
     let before = reg.run_count("mlp", 1).unwrap();
     let results = reg.infer_batch("mlp", 1, requests.clone());
-    assert_eq!(
-        reg.run_count("mlp", 1).unwrap() - before,
-        1,
-        "the good ones still share a run"
-    );
+    assert_eq!(reg.run_count("mlp", 1).unwrap() - before, 1, "the good ones still share a run");
     for i in [1, 3, 4] {
-        assert!(
-            matches!(results[i], Err(ServingError::InvalidInput(_))),
-            "request {i}: {:?}",
-            results[i]
-        );
+        assert!(matches!(results[i], Err(ServingError::InvalidInput(_))), "request {i}: {:?}", results[i]);
     }
     for i in [0, 2, 5] {
         let alone = reg.infer("mlp", 1, requests[i].clone()).unwrap();
@@ -119,8 +97,5 @@ fn empty_and_single_batches() {
     let reg = registry();
     assert!(reg.infer_batch("mlp", 1, vec![]).is_empty());
     let one = reg.infer_batch("mlp", 1, vec![vec![iris_batch(&[2])]]);
-    assert_bit_identical(
-        one[0].as_ref().unwrap(),
-        &reg.infer("mlp", 1, vec![iris_batch(&[2])]).unwrap(),
-    );
+    assert_bit_identical(one[0].as_ref().unwrap(), &reg.infer("mlp", 1, vec![iris_batch(&[2])]).unwrap());
 }

@@ -13,9 +13,8 @@ pub fn init() {
     let fallback = workspace_root().join(".ort").join(ORT_FILE);
     let from_env = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty());
     let path = from_env.map(PathBuf::from).unwrap_or(fallback);
-    init_runtime(Some(&path)).unwrap_or_else(|e| {
-        panic!("{e}\nrun scripts/fetch-ort.sh or set ORT_DYLIB_PATH to {ORT_FILE}")
-    });
+    init_runtime(Some(&path))
+        .unwrap_or_else(|e| panic!("{e}\nrun scripts/fetch-ort.sh or set ORT_DYLIB_PATH to {ORT_FILE}"));
 }
 
 pub fn model_bytes(file: &str) -> Vec<u8> {
@@ -28,8 +27,7 @@ pub fn registry() -> ModelRegistry {
     init();
     let reg = ModelRegistry::new(RegistryConfig::default());
     for name in ["echo", "mlp", "iris_logreg", "fixed_batch"] {
-        reg.load(name, 1, &model_bytes(&format!("{name}.onnx")))
-            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+        reg.load(name, 1, &model_bytes(&format!("{name}.onnx"))).unwrap_or_else(|e| panic!("loading {name}: {e}"));
     }
     reg
 }
@@ -44,13 +42,7 @@ pub fn iris_rows() -> Vec<Vec<f32>> {
         .as_array()
         .expect("inputs array")
         .iter()
-        .map(|row| {
-            row.as_array()
-                .expect("row")
-                .iter()
-                .map(|v| v.as_f64().expect("number") as f32)
-                .collect()
-        })
+        .map(|row| row.as_array().expect("row").iter().map(|v| v.as_f64().expect("number") as f32).collect())
         .collect()
 }
 
@@ -71,16 +63,11 @@ pub fn iris_batch(rows: &[usize]) -> Tensor {
 }
 
 pub fn output<'a>(outputs: &'a [Output], name: &str) -> &'a Output {
-    outputs
-        .iter()
-        .find(|o| o.name() == name)
-        .unwrap_or_else(|| panic!("no output {name} in {outputs:?}"))
+    outputs.iter().find(|o| o.name() == name).unwrap_or_else(|| panic!("no output {name} in {outputs:?}"))
 }
 
 pub fn tensor<'a>(outputs: &'a [Output], name: &str) -> &'a Tensor {
-    output(outputs, name)
-        .as_tensor()
-        .unwrap_or_else(|| panic!("{name} is not a tensor"))
+    output(outputs, name).as_tensor().unwrap_or_else(|| panic!("{name} is not a tensor"))
 }
 
 pub fn assert_close(got: f64, want: f64, what: &str) {
@@ -114,10 +101,7 @@ pub fn assert_close_outputs(a: &[Output], b: &[Output]) {
     fn close_json(x: &Value, y: &Value, what: &str) {
         match (x, y) {
             (Value::Number(p), Value::Number(q)) => {
-                let (p, q) = (
-                    p.as_f64().unwrap_or(f64::NAN),
-                    q.as_f64().unwrap_or(f64::NAN),
-                );
+                let (p, q) = (p.as_f64().unwrap_or(f64::NAN), q.as_f64().unwrap_or(f64::NAN));
                 assert!((p - q).abs() <= 1e-6, "{what}: {p} vs {q}");
             }
             (Value::Array(p), Value::Array(q)) => {
@@ -137,12 +121,7 @@ pub fn assert_close_outputs(a: &[Output], b: &[Output]) {
     for (x, y) in a.iter().zip(b) {
         assert_eq!(x.name(), y.name());
         if let (Some(tx), Some(ty)) = (x.as_tensor(), y.as_tensor()) {
-            assert_eq!(
-                (tx.datatype(), tx.shape()),
-                (ty.datatype(), ty.shape()),
-                "{}",
-                x.name()
-            );
+            assert_eq!((tx.datatype(), tx.shape()), (ty.datatype(), ty.shape()), "{}", x.name());
         }
         close_json(&x.to_nested_json(), &y.to_nested_json(), x.name());
     }

@@ -92,23 +92,13 @@ fn v2_request_for_zipmap_model_gives_json_outputs() {
     assert_eq!(prob["shape"], json!([2]));
     let exp = expected();
     for (i, r) in [2usize, 5].into_iter().enumerate() {
-        for (k, v) in exp["iris_logreg"]["output_probability"][r]
-            .as_object()
-            .unwrap()
-        {
-            assert_close(
-                prob["data"][i][k].as_f64().unwrap(),
-                v.as_f64().unwrap(),
-                &format!("row {r} class {k}"),
-            );
+        for (k, v) in exp["iris_logreg"]["output_probability"][r].as_object().unwrap() {
+            assert_close(prob["data"][i][k].as_f64().unwrap(), v.as_f64().unwrap(), &format!("row {r} class {k}"));
         }
     }
     assert_eq!(
         resp["outputs"][0]["data"],
-        json!([
-            exp["iris_logreg"]["output_label"][2],
-            exp["iris_logreg"]["output_label"][5]
-        ])
+        json!([exp["iris_logreg"]["output_label"][2], exp["iris_logreg"]["output_label"][5]])
     );
 }
 
@@ -155,10 +145,7 @@ fn v2_errors_before_commit() {
         "inputs": [{"name": "input", "shape": [1099511627776i64, 4], "datatype": "FP32", "data": []}]
     }))
     .unwrap_err();
-    assert!(
-        matches!(err, ServingError::InvalidInput(ref m) if m.contains("data has 0")),
-        "{err}"
-    );
+    assert!(matches!(err, ServingError::InvalidInput(ref m) if m.contains("data has 0")), "{err}");
     assert_eq!(reg.run_count("mlp", 1), Some(0));
 }
 
@@ -181,15 +168,9 @@ fn v2_metadata_of_real_models() {
     );
     let v = model_metadata(&reg.meta("iris_logreg", 1).unwrap(), &[2, 1]);
     assert_eq!(v["versions"], json!(["1", "2"]));
-    assert_eq!(
-        v["outputs"][1],
-        json!({"name": "output_probability", "datatype": "JSON", "shape": [-1]})
-    );
+    assert_eq!(v["outputs"][1], json!({"name": "output_probability", "datatype": "JSON", "shape": [-1]}));
     let v = model_metadata(&reg.meta("fixed_batch", 1).unwrap(), &[1]);
     assert_eq!(v["inputs"][0]["shape"], json!([1, 4]));
     let v = model_metadata(&reg.meta("echo", 1).unwrap(), &[1]);
-    assert_eq!(
-        v["inputs"][0],
-        json!({"name": "input", "datatype": "BYTES", "shape": [-1]})
-    );
+    assert_eq!(v["inputs"][0], json!({"name": "input", "datatype": "BYTES", "shape": [-1]}));
 }

@@ -28,11 +28,7 @@ fn row_of_output(o: &Output, r: usize, n: usize) -> Output {
         Output::Tensor(t) => Output::Tensor(row_of_tensor(t, r, n)),
         Output::Json { name, data, .. } => {
             assert_eq!(data.len(), n, "one sequence element per row");
-            Output::Json {
-                name: name.clone(),
-                shape: vec![1],
-                data: vec![data[r].clone()],
-            }
+            Output::Json { name: name.clone(), shape: vec![1], data: vec![data[r].clone()] }
         }
     }
 }
@@ -42,10 +38,9 @@ fn same_bits(a: &Output, b: &Output) -> bool {
     match (a.as_tensor(), b.as_tensor()) {
         (Some(x), Some(y)) => {
             let same_data = match (x.data(), y.data()) {
-                (TensorData::Fp32(p), TensorData::Fp32(q)) => p
-                    .iter()
-                    .map(|f| f.to_bits())
-                    .eq(q.iter().map(|f| f.to_bits())),
+                (TensorData::Fp32(p), TensorData::Fp32(q)) => {
+                    p.iter().map(|f| f.to_bits()).eq(q.iter().map(|f| f.to_bits()))
+                }
                 (p, q) => p == q,
             };
             x.name() == y.name() && x.shape() == y.shape() && same_data
@@ -87,14 +82,9 @@ fn differing_rows(reg: &ModelRegistry, model: &str, make: fn(usize, u32) -> Tens
             let together = reg.infer(model, 1, vec![batch.clone()]).unwrap();
             (0..n)
                 .filter(|&r| {
-                    let alone = reg
-                        .infer(model, 1, vec![row_of_tensor(&batch, r, n)])
-                        .unwrap();
+                    let alone = reg.infer(model, 1, vec![row_of_tensor(&batch, r, n)]).unwrap();
                     assert_eq!(together.len(), alone.len());
-                    !together
-                        .iter()
-                        .zip(&alone)
-                        .all(|(t, a)| same_bits(&row_of_output(t, r, n), a))
+                    !together.iter().zip(&alone).all(|(t, a)| same_bits(&row_of_output(t, r, n), a))
                 })
                 .count()
         })
@@ -104,11 +94,7 @@ fn differing_rows(reg: &ModelRegistry, model: &str, make: fn(usize, u32) -> Tens
 #[test]
 fn probe_flags_match_a_direct_bitwise_comparison() {
     let reg = registry();
-    for (model, make) in [
-        ("echo", words as fn(usize, u32) -> Tensor),
-        ("mlp", iris_like),
-        ("iris_logreg", iris_like),
-    ] {
+    for (model, make) in [("echo", words as fn(usize, u32) -> Tensor), ("mlp", iris_like), ("iris_logreg", iris_like)] {
         let diffs = differing_rows(&reg, model, make);
         let direct = diffs.iter().all(|&d| d == 0);
         assert_eq!(
@@ -116,11 +102,7 @@ fn probe_flags_match_a_direct_bitwise_comparison() {
             direct,
             "{model}: probe flag vs direct comparison (rows differing per batch size {SIZES:?}: {diffs:?})"
         );
-        assert_eq!(
-            reg.meta(model, 1).unwrap().batch_invariant,
-            direct,
-            "{model}"
-        );
+        assert_eq!(reg.meta(model, 1).unwrap().batch_invariant, direct, "{model}");
     }
     // What ONNX Runtime 1.31.1 does on this machine: the Identity model and the MLP (MatMul,
     // Add, activations) are batch invariant; sklearn's logistic regression (the
@@ -147,16 +129,8 @@ fn probe_is_deterministic_and_not_counted_as_runs() {
     let a = registry();
     let b = registry();
     for model in ["echo", "mlp", "iris_logreg", "fixed_batch"] {
-        assert_eq!(
-            a.batch_invariant(model, 1),
-            b.batch_invariant(model, 1),
-            "{model}"
-        );
-        assert_eq!(
-            a.run_count(model, 1),
-            Some(0),
-            "{model}: probe runs are not requests"
-        );
+        assert_eq!(a.batch_invariant(model, 1), b.batch_invariant(model, 1), "{model}");
+        assert_eq!(a.run_count(model, 1), Some(0), "{model}: probe runs are not requests");
     }
     // reloading the same bytes keeps the metadata, flag included
     let again = a.load("mlp", 1, &model_bytes("mlp.onnx")).unwrap();

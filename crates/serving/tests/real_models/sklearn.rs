@@ -1,6 +1,4 @@
-use boat_serving::{
-    validate, DataType, IoKind, ModelRegistry, Output, RegistryConfig, ServingError, TensorData,
-};
+use boat_serving::{validate, DataType, IoKind, ModelRegistry, Output, RegistryConfig, ServingError, TensorData};
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -12,18 +10,10 @@ fn check_mlp(out: &[Output], rows: &[usize]) {
     assert_eq!(label.shape(), &[rows.len() as i64]);
     assert_eq!(probs.shape(), &[rows.len() as i64, 3]);
     let (TensorData::Int64(labels), TensorData::Fp32(p)) = (label.data(), probs.data()) else {
-        panic!(
-            "unexpected datatypes {:?} {:?}",
-            label.datatype(),
-            probs.datatype()
-        );
+        panic!("unexpected datatypes {:?} {:?}", label.datatype(), probs.datatype());
     };
     for (i, &r) in rows.iter().enumerate() {
-        assert_eq!(
-            labels[i],
-            exp["mlp"]["label"][r].as_i64().unwrap(),
-            "label of row {r}"
-        );
+        assert_eq!(labels[i], exp["mlp"]["label"][r].as_i64().unwrap(), "label of row {r}");
         for c in 0..3 {
             let want = exp["mlp"]["probabilities"][r][c].as_f64().unwrap();
             assert_close(p[i * 3 + c] as f64, want, &format!("mlp row {r} class {c}"));
@@ -49,28 +39,18 @@ fn check_logreg(out: &[Output], rows: &[usize]) {
     let label = tensor(out, "output_label");
     assert_eq!(
         label.data(),
-        &TensorData::Int64(
-            rows.iter()
-                .map(|&r| exp["iris_logreg"]["output_label"][r].as_i64().unwrap())
-                .collect()
-        )
+        &TensorData::Int64(rows.iter().map(|&r| exp["iris_logreg"]["output_label"][r].as_i64().unwrap()).collect())
     );
     let Output::Json { shape, data, .. } = output(out, "output_probability") else {
         panic!("output_probability should be in the JSON form");
     };
     assert_eq!(shape, &vec![rows.len() as i64]);
     for (i, &r) in rows.iter().enumerate() {
-        let want = exp["iris_logreg"]["output_probability"][r]
-            .as_object()
-            .unwrap();
+        let want = exp["iris_logreg"]["output_probability"][r].as_object().unwrap();
         let got = data[i].as_object().unwrap();
         assert_eq!(got.len(), 3);
         for (k, v) in want {
-            assert_close(
-                got[k].as_f64().unwrap(),
-                v.as_f64().unwrap(),
-                &format!("logreg row {r} class {k}"),
-            );
+            assert_close(got[k].as_f64().unwrap(), v.as_f64().unwrap(), &format!("logreg row {r} class {k}"));
         }
     }
 }
@@ -79,16 +59,10 @@ fn check_logreg(out: &[Output], rows: &[usize]) {
 fn iris_logreg_zipmap_matches_expected_outputs() {
     let reg = registry();
     let meta = reg.meta("iris_logreg", 1).unwrap();
-    let prob = meta
-        .outputs
-        .iter()
-        .find(|o| o.name == "output_probability")
-        .unwrap();
+    let prob = meta.outputs.iter().find(|o| o.name == "output_probability").unwrap();
     assert_eq!((prob.kind, prob.datatype), (IoKind::Sequence, None));
     let rows: Vec<usize> = (0..iris_rows().len()).collect();
-    let out = reg
-        .infer("iris_logreg", 1, vec![iris_batch(&rows)])
-        .unwrap();
+    let out = reg.infer("iris_logreg", 1, vec![iris_batch(&rows)]).unwrap();
     check_logreg(&out, &rows);
     // the documented JSON form
     let v = serde_json::to_value(output(&out, "output_probability")).unwrap();
@@ -103,15 +77,9 @@ fn predict_json_on_sklearn_models() {
     let exp = expected();
     let row = Value::from(iris_rows()[2].iter().map(|&x| x as f64).collect::<Vec<_>>());
     let reply = reg.predict_json("iris_logreg", 1, &row).unwrap();
-    assert_eq!(
-        reply["output_label"],
-        json!([exp["iris_logreg"]["output_label"][2]])
-    );
+    assert_eq!(reply["output_label"], json!([exp["iris_logreg"]["output_label"][2]]));
     let probs = reply["output_probability"][0].as_object().unwrap();
-    for (k, v) in exp["iris_logreg"]["output_probability"][2]
-        .as_object()
-        .unwrap()
-    {
+    for (k, v) in exp["iris_logreg"]["output_probability"][2].as_object().unwrap() {
         assert_close(probs[k].as_f64().unwrap(), v.as_f64().unwrap(), k);
     }
     let reply = reg.predict_json("mlp", 1, &row).unwrap();
@@ -135,18 +103,10 @@ fn fixed_batch_model_runs_one_row() {
     assert_eq!(meta.inputs[0].shape, vec![1, 4]);
     let exp = expected();
     for (r, row) in iris_rows().into_iter().enumerate() {
-        let out = reg
-            .infer("fixed_batch", 1, vec![fp32("input", vec![1, 4], row)])
-            .unwrap();
-        let TensorData::Fp32(got) = tensor(&out, "output").data() else {
-            panic!("FP32 expected")
-        };
+        let out = reg.infer("fixed_batch", 1, vec![fp32("input", vec![1, 4], row)]).unwrap();
+        let TensorData::Fp32(got) = tensor(&out, "output").data() else { panic!("FP32 expected") };
         for (c, g) in got.iter().enumerate() {
-            assert_close(
-                *g as f64,
-                exp["fixed_batch"]["output"][r][c].as_f64().unwrap(),
-                "fixed_batch",
-            );
+            assert_close(*g as f64, exp["fixed_batch"]["output"][r][c].as_f64().unwrap(), "fixed_batch");
         }
     }
 }
@@ -183,24 +143,13 @@ fn invalid_onnx_is_invalid_model() {
         ("empty", vec![]),
         ("text", b"this is not an onnx model".to_vec()),
         ("truncated", echo[..echo.len() / 2].to_vec()),
-        (
-            "random",
-            (0..4096u32)
-                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-                .collect(),
-        ),
+        ("random", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()),
     ];
     for (what, bytes) in cases {
         let err = reg.validate(&bytes).unwrap_err();
-        assert!(
-            matches!(err, ServingError::InvalidModel(_)),
-            "{what}: {err:?}"
-        );
+        assert!(matches!(err, ServingError::InvalidModel(_)), "{what}: {err:?}");
         let err = reg.load("bad", 1, &bytes).unwrap_err();
-        assert!(
-            matches!(err, ServingError::InvalidModel(_)),
-            "{what}: {err:?}"
-        );
+        assert!(matches!(err, ServingError::InvalidModel(_)), "{what}: {err:?}");
     }
     assert!(reg.list().is_empty());
 }
@@ -215,28 +164,15 @@ fn load_unload_list_lifecycle() {
     assert_eq!(a, again);
     reg.load("echo", 2, &echo).unwrap();
     reg.load("mlp", 1, &model_bytes("mlp.onnx")).unwrap();
-    let keys: Vec<_> = reg
-        .list()
-        .into_iter()
-        .map(|m| (m.name, m.version))
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            ("echo".into(), 1),
-            ("echo".into(), 2),
-            ("mlp".to_string(), 1)
-        ]
-    );
+    let keys: Vec<_> = reg.list().into_iter().map(|m| (m.name, m.version)).collect();
+    assert_eq!(keys, [("echo".into(), 1), ("echo".into(), 2), ("mlp".to_string(), 1)]);
     assert_eq!(reg.latest_version("echo"), Some(2));
     // a different model under an existing key replaces it
     let replaced = reg.load("echo", 2, &model_bytes("mlp.onnx")).unwrap();
     assert_eq!(replaced.inputs[0].datatype, Some(DataType::Fp32));
     assert_eq!(reg.unload("echo", 2).map(|m| m.version), Some(2));
     assert!(reg.meta("echo", 2).is_none());
-    let err = reg
-        .infer("echo", 2, vec![strings("input", &["x"])])
-        .unwrap_err();
+    let err = reg.infer("echo", 2, vec![strings("input", &["x"])]).unwrap_err();
     assert!(matches!(err, ServingError::UnknownModel { .. }));
     // a clone shares the models
     let clone = reg.clone();
