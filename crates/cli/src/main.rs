@@ -12,6 +12,8 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once at start-up; the size of the node variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one cluster node.

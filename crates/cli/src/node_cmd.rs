@@ -132,7 +132,6 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
     let registry_config = RegistryConfig {
         sessions_per_model: args.sessions_per_model,
         max_elements_per_request: args.max_elements,
-        ..RegistryConfig::default()
     };
     registry_config.validate().map_err(anyhow::Error::msg)?;
     let executor = Executor::new(ModelRegistry::new(registry_config));

@@ -18,6 +18,10 @@
 //! - [`node`]: a running node and the operations the HTTP layer calls.
 //! - `background`: leader checkpoints and Raft metrics.
 
+// openraft's storage traits fix `StorageError` (a large enum) as the error
+// type; our helpers return the same type rather than box it twice.
+#![allow(clippy::result_large_err)]
+
 pub mod apply;
 mod background;
 pub mod batcher;

@@ -15,7 +15,10 @@
 //! and NaNs compare equal to themselves; sequence and map outputs by their JSON text). Any
 //! failed run, any output that does not have one row (or sequence element) per input row,
 //! or any difference makes the model not invariant. Batches that would exceed
-//! [`PROBE_MAX_ELEMENTS`] elements are not probed (not invariant).
+//! [`PROBE_MAX_ELEMENTS`] input elements are not probed (not invariant), and batch sizes
+//! whose outputs would exceed [`PROBE_MAX_ELEMENTS`] elements are skipped, so that loading
+//! a model with very wide outputs stays cheap; a model that cannot be probed with at least
+//! two rows is not invariant.
 
 use half::f16;
 
@@ -38,7 +41,12 @@ pub(crate) fn batch_invariant(model: &LoadedModel) -> bool {
         return false;
     }
     let mut rng = Lcg(SEED);
+    let mut max_rows = usize::MAX;
+    let mut probed_batch = false;
     for &rows in &PROBE_BATCH_SIZES {
+        if rows > max_rows {
+            break;
+        }
         let Some(inputs) = meta
             .inputs
             .iter()
@@ -49,7 +57,11 @@ pub(crate) fn batch_invariant(model: &LoadedModel) -> bool {
             return false;
         };
         match rows_match_alone(model, &inputs, rows) {
-            Ok(true) => {}
+            Ok(true) if rows == 1 => {
+                let per_row = output_elements(model, &inputs).max(1);
+                max_rows = PROBE_MAX_ELEMENTS / per_row;
+            }
+            Ok(true) => probed_batch = true,
             Ok(false) => {
                 tracing::info!(model = %meta.name, version = meta.version, rows,
                     "model is not batch invariant: a row differs when run in a batch");
@@ -62,7 +74,24 @@ pub(crate) fn batch_invariant(model: &LoadedModel) -> bool {
             }
         }
     }
-    true
+    if !probed_batch {
+        tracing::info!(model = %meta.name, version = meta.version, "model is not batch invariant: outputs too wide to probe");
+    }
+    probed_batch
+}
+
+/// Elements the model outputs for `inputs` (0 when the run fails).
+fn output_elements(model: &LoadedModel, inputs: &[Tensor]) -> usize {
+    match model.run(inputs.to_vec()) {
+        Ok(outputs) => outputs
+            .iter()
+            .map(|o| match o {
+                Output::Tensor(t) => t.data().len(),
+                Output::Json { data, .. } => data.len(),
+            })
+            .sum(),
+        Err(_) => 0,
+    }
 }
 
 /// Whether every input is a typed tensor with a dynamic first dimension.
