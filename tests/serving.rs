@@ -277,6 +277,12 @@ async fn a_new_version_takes_over_at_its_index_under_load() {
     assert_eq!(p.body["version"], 1, "{}", p.text);
     let r = c.send_json(reqwest_delete(), &url, "/api/models/m/versions/1", None, Some(&token)).await.unwrap();
     assert_eq!(r.status, 409, "{}", r.text);
+    let r = c.send_json(reqwest_post(), &url, "/api/models/m/default", Some(&json!({"version": 99})), Some(&token)).await.unwrap();
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = c.send_json(reqwest_delete(), &url, "/api/models/nope/versions/1", None, Some(&token)).await.unwrap();
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = c.send_json(reqwest_post(), &url, "/api/models/m/default", Some(&json!({"version": 1})), None).await.unwrap();
+    assert_eq!(r.status, 401, "{}", r.text);
     let r = c.send_json(reqwest_delete(), &url, "/api/models/m/versions/2", None, Some(&token)).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
     let p = c.predict(&url, &json!({"model": "m", "input": [5.1, 3.5, 1.4, 0.2], "version": 2}), None).await.unwrap();

@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boat_raft::catalog::ModelEntry;
-use boat_raft::{Command, CommandResult, UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES};
+use boat_raft::{Command, CommandResult, RefusalKind, UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -90,7 +90,13 @@ async fn append(app: &AppState, cmd: Command, path: &str) -> Result<CommandResul
     match tokio::time::timeout(timeout, app.node.write(cmd)).await {
         Err(_) => Err(ApiError::unavailable(format!("not committed within {timeout:?}; check GET /api/models"), 1)),
         Ok(Err(e)) => Err(write_error(e, path, None)),
-        Ok(Ok(CommandResult::Refused(m))) => Err(ApiError::new(StatusCode::CONFLICT, m)),
+        Ok(Ok(CommandResult::Refused(r))) => {
+            let status = match r.kind {
+                RefusalKind::NotFound => StatusCode::NOT_FOUND,
+                RefusalKind::Conflict => StatusCode::CONFLICT,
+            };
+            Err(ApiError::new(status, r.message))
+        }
         Ok(Ok(result)) => Ok(result),
     }
 }

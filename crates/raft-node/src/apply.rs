@@ -16,7 +16,8 @@ use std::time::Instant;
 use openraft::EntryPayload;
 
 use crate::command::{
-    Command, CommandResult, ModelChange, PredictBatch, PredictOutcome, PredictResult, UploadChunk, UploadModel,
+    Command, CommandResult, ModelChange, PredictBatch, PredictOutcome, PredictResult, Refusal, UploadChunk,
+    UploadModel,
 };
 use crate::executor::{select_outputs, Executor};
 use crate::state::{AppliedState, Decision, Retention};
@@ -259,17 +260,18 @@ fn apply_control(state: &RwLock<AppliedState>, executor: &Executor, log_id: LogI
         Command::UploadChunk(UploadChunk { upload_id, seq, at_ms, bytes }) => {
             match s.catalog.stage_chunk(upload_id, seq, bytes, at_ms) {
                 Ok(()) => CommandResult::None,
-                Err(e) => CommandResult::Refused(e),
+                Err(e) => CommandResult::Refused(Refusal::conflict(e)),
             }
         }
         Command::UploadModel(UploadModel { name, upload_id, chunks, sha256, uploaded_at_ms }) => {
             let bytes = match s.catalog.take_staged(upload_id, chunks) {
                 Ok(b) => b,
-                Err(e) => return CommandResult::Refused(e),
+                Err(e) => return CommandResult::Refused(Refusal::conflict(e)),
             };
             let actual = crate::command::sha256_hex(&bytes);
             if actual != sha256 {
-                return CommandResult::Refused(format!("sha256 of the file is {actual}, the upload said {sha256}"));
+                let message = format!("sha256 of the file is {actual}, the upload said {sha256}");
+                return CommandResult::Refused(Refusal::conflict(message));
             }
             let version = s.catalog.upload(&name, sha256, bytes, uploaded_at_ms, index);
             s.record_model_change(index, "upload", &name, version);

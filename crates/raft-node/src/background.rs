@@ -9,7 +9,9 @@ use crate::node::RaftNode;
 /// index, so that every replica can compare its own (see
 /// `AppliedState::check`).
 pub(crate) async fn checkpoints(node: RaftNode, every: Duration) {
-    let mut last_checked = 0u64;
+    // Checkpoint entries do not change the digest, so comparing digests (not
+    // indexes) keeps an idle leader from checkpointing its own checkpoints.
+    let mut last_digest = String::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -24,11 +26,11 @@ pub(crate) async fn checkpoints(node: RaftNode, every: Duration) {
             let s = node.state().read();
             (s.last_applied.map(|l| l.index).unwrap_or(0), s.digest.clone())
         };
-        if upto <= last_checked || digest.is_empty() {
+        if digest == last_digest || digest.is_empty() {
             continue;
         }
-        match node.write(Command::Checkpoint { upto, digest }).await {
-            Ok(_) => last_checked = upto,
+        match node.write(Command::Checkpoint { upto, digest: digest.clone() }).await {
+            Ok(_) => last_digest = digest,
             Err(e) => tracing::debug!(error = %e, "checkpoint not written"),
         }
     }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::Refusal;
 use crate::executor::ECHO_MODEL;
 
 /// One stored version of a model.
@@ -127,25 +128,25 @@ impl Catalog {
         version
     }
 
-    pub fn set_default(&mut self, name: &str, version: u64) -> Result<(), String> {
-        let entry = self.models.get_mut(name).ok_or_else(|| format!("unknown model {name:?}"))?;
+    pub fn set_default(&mut self, name: &str, version: u64) -> Result<(), Refusal> {
+        let entry = self.models.get_mut(name).ok_or_else(|| Refusal::not_found(format!("unknown model {name:?}")))?;
         if !entry.versions.contains_key(&version) {
-            return Err(format!("model {name:?} has no version {version}"));
+            return Err(Refusal::not_found(format!("model {name:?} has no version {version}")));
         }
         entry.default = Some(version);
         Ok(())
     }
 
     /// Deletes a version. The default cannot be deleted: roll back first.
-    pub fn delete(&mut self, name: &str, version: u64) -> Result<(), String> {
-        let entry = self.models.get_mut(name).ok_or_else(|| format!("unknown model {name:?}"))?;
+    pub fn delete(&mut self, name: &str, version: u64) -> Result<(), Refusal> {
+        let entry = self.models.get_mut(name).ok_or_else(|| Refusal::not_found(format!("unknown model {name:?}")))?;
         if !entry.versions.contains_key(&version) {
-            return Err(format!("model {name:?} has no version {version}"));
+            return Err(Refusal::not_found(format!("model {name:?} has no version {version}")));
         }
         if entry.default == Some(version) {
-            return Err(format!(
+            return Err(Refusal::conflict(format!(
                 "version {version} is the default of {name:?}; make another version the default first"
-            ));
+            )));
         }
         entry.versions.remove(&version);
         Ok(())

@@ -119,7 +119,32 @@ pub enum CommandResult {
     /// A model change took effect.
     ModelChanged(ModelChange),
     /// A model command was refused (for example, deleting the default).
-    Refused(String),
+    Refused(Refusal),
+}
+
+/// Why a model command had no effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalKind {
+    /// The model or version does not exist.
+    NotFound,
+    /// The command conflicts with the current state.
+    Conflict,
+}
+
+impl Refusal {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { kind: RefusalKind::NotFound, message: message.into() }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self { kind: RefusalKind::Conflict, message: message.into() }
+    }
 }
 
 /// The effect of a model command.
