@@ -194,7 +194,9 @@ async fn a_partitioned_leader_is_replaced_and_its_uncommitted_entry_never_shows(
 async fn delay_and_heal_are_reported_and_writes_still_commit() {
     let sb = Sandbox::start(3, &[]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();
-    let r = sb.control(leader, json!({"cmd": "delay", "ms": 30})).await.unwrap();
+    // The documented one-liner, `curl -d '{"cmd": ...}'`, sends a form content type.
+    let form = "application/x-www-form-urlencoded";
+    let r = sb.client().post_raw(&sb.url(leader), "/control", form, br#"{"cmd": "delay", "ms": 30}"#.to_vec()).await.unwrap();
     assert_eq!(r.body["faults"]["delay_ms"], 30, "{}", r.text);
     assert_eq!(sb.status(leader).await.unwrap().faults.delay_ms, 30);
     let p = sb.predict(leader, "slow", None).await.unwrap();

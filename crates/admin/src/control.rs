@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::auth::require_control;
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::AnyJson;
 use crate::server::AppState;
 
 const DEFAULT_PARTITION_MS: u64 = 30_000;
@@ -53,7 +53,7 @@ pub async fn control(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    JsonBody(cmd): JsonBody<ControlCommand>,
+    AnyJson(cmd): AnyJson<ControlCommand>,
 ) -> Result<Json<Value>, ApiError> {
     require_control(&app.config, peer, &headers)?;
     let node = &app.node;

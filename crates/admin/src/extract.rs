@@ -34,6 +34,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// A request body parsed as JSON whatever its declared content type. Only
+/// for `/control`, whose documented one-liner is `curl -d '{"cmd": "exit"}'`
+/// (which curl sends as a form).
+pub struct AnyJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AnyJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.max_body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"))
+                .with("limit_bytes", limit)
+        })?;
+        parse_json(&bytes).map(AnyJson)
+    }
+}
+
 /// Parses JSON, telling syntax errors (400) from shape errors (422).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
