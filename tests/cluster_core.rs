@@ -4,12 +4,8 @@
 
 use std::time::Duration;
 
-use boat_tests::Sandbox;
+use boat_tests::{others, Sandbox};
 use serde_json::json;
-
-fn others(leader: usize) -> Vec<usize> {
-    (0..3).filter(|i| *i != leader).collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_leader_and_every_node_applies_the_prediction() {
@@ -196,7 +192,11 @@ async fn delay_and_heal_are_reported_and_writes_still_commit() {
     let leader = sb.wait_for_leader().await.unwrap();
     // The documented one-liner, `curl -d '{"cmd": ...}'`, sends a form content type.
     let form = "application/x-www-form-urlencoded";
-    let r = sb.client().post_raw(&sb.url(leader), "/control", form, br#"{"cmd": "delay", "ms": 30}"#.to_vec()).await.unwrap();
+    let r = sb
+        .client()
+        .post_raw(&sb.url(leader), "/control", form, br#"{"cmd": "delay", "ms": 30}"#.to_vec())
+        .await
+        .unwrap();
     assert_eq!(r.body["faults"]["delay_ms"], 30, "{}", r.text);
     assert_eq!(sb.status(leader).await.unwrap().faults.delay_ms, 30);
     let p = sb.predict(leader, "slow", None).await.unwrap();

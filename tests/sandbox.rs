@@ -47,6 +47,11 @@ pub fn ort_lib() -> PathBuf {
     p
 }
 
+/// The nodes of a three-node cluster other than `leader`.
+pub fn others(leader: usize) -> Vec<usize> {
+    (0..3).filter(|i| *i != leader).collect()
+}
+
 /// A file of the repository's `models/` directory.
 pub fn model_path(file: &str) -> PathBuf {
     workspace_root().join("models").join(file)

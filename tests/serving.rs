@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use boat_raft::command::sha256_hex;
-use boat_tests::{model_path, Sandbox};
+use boat_tests::{model_path, others, Sandbox};
 use serde_json::{json, Value};
 
 fn expected() -> Value {
@@ -31,10 +31,6 @@ fn v2_request(rows: &Value) -> Value {
     let rows = rows.as_array().unwrap();
     let flat: Vec<Value> = rows.iter().flat_map(|r| r.as_array().unwrap().clone()).collect();
     json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows.len(), 4], "data": flat}]})
-}
-
-fn others(leader: usize) -> Vec<usize> {
-    (0..3).filter(|i| *i != leader).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -277,11 +273,15 @@ async fn a_new_version_takes_over_at_its_index_under_load() {
     assert_eq!(p.body["version"], 1, "{}", p.text);
     let r = c.send_json(reqwest_delete(), &url, "/api/models/m/versions/1", None, Some(&token)).await.unwrap();
     assert_eq!(r.status, 409, "{}", r.text);
-    let r = c.send_json(reqwest_post(), &url, "/api/models/m/default", Some(&json!({"version": 99})), Some(&token)).await.unwrap();
+    let r = c
+        .send_json(reqwest_post(), &url, "/api/models/m/default", Some(&json!({"version": 99})), Some(&token))
+        .await
+        .unwrap();
     assert_eq!(r.status, 404, "{}", r.text);
     let r = c.send_json(reqwest_delete(), &url, "/api/models/nope/versions/1", None, Some(&token)).await.unwrap();
     assert_eq!(r.status, 404, "{}", r.text);
-    let r = c.send_json(reqwest_post(), &url, "/api/models/m/default", Some(&json!({"version": 1})), None).await.unwrap();
+    let r =
+        c.send_json(reqwest_post(), &url, "/api/models/m/default", Some(&json!({"version": 1})), None).await.unwrap();
     assert_eq!(r.status, 401, "{}", r.text);
     let r = c.send_json(reqwest_delete(), &url, "/api/models/m/versions/2", None, Some(&token)).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);

@@ -25,11 +25,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 format!("expected Content-Type: application/json, got {content_type:?}"),
             ));
         }
-        let limit = state.config.max_body_bytes;
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"))
-                .with("limit_bytes", limit)
-        })?;
+        let bytes = read_body(req.into_body(), state.config.max_body_bytes, "request body").await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -43,13 +39,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AnyJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.config.max_body_bytes;
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"))
-                .with("limit_bytes", limit)
-        })?;
+        let bytes = read_body(req.into_body(), state.config.max_body_bytes, "request body").await?;
         parse_json(&bytes).map(AnyJson)
     }
+}
+
+/// Reads a whole body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Body, limit: usize, what: &str) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("{what} is larger than {limit} bytes"))
+            .with("limit_bytes", limit)
+    })
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422).

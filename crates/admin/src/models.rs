@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::auth::require_admin;
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{read_body, JsonBody};
 use crate::inference::{now_ms, write_error};
 use crate::server::AppState;
 
@@ -129,10 +129,7 @@ pub async fn upload(
             format!("send the ONNX file as Content-Type: application/octet-stream, not {content_type:?}"),
         ));
     }
-    let limit = app.config.max_model_bytes;
-    let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("model file is larger than {limit} bytes"))
-    })?;
+    let bytes = read_body(req.into_body(), app.config.max_model_bytes, "model file").await?;
     let bytes = bytes.to_vec();
     // Loading the model is the validation; it is CPU work, off the runtime.
     let registry = app.node.executor().registry().clone();

@@ -42,6 +42,20 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 impl ClusterSpec {
+    /// Nodes at the given addresses, with default options.
+    pub fn with_addrs(dir: PathBuf, boat_bin: PathBuf, http: Vec<SocketAddr>, raft: Vec<SocketAddr>) -> Self {
+        Self {
+            dir,
+            boat_bin,
+            ort_lib: None,
+            http,
+            raft,
+            node_args: Vec::new(),
+            admin_token_file: None,
+            inherit_output: false,
+        }
+    }
+
     /// `n` nodes on fixed ports `http_base + i` and `raft_base + i`.
     pub fn fixed(
         n: usize,
@@ -56,16 +70,7 @@ impl ClusterSpec {
         };
         let http = (0..n).map(|i| addr(http_base + i as u16)).collect::<anyhow::Result<_>>()?;
         let raft = (0..n).map(|i| addr(raft_base + i as u16)).collect::<anyhow::Result<_>>()?;
-        Ok(Self {
-            dir,
-            boat_bin,
-            ort_lib: None,
-            http,
-            raft,
-            node_args: Vec::new(),
-            admin_token_file: None,
-            inherit_output: false,
-        })
+        Ok(Self::with_addrs(dir, boat_bin, http, raft))
     }
 
     /// `n` nodes on free loopback ports.
@@ -76,16 +81,7 @@ impl ClusterSpec {
             http.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
             raft.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
         }
-        Ok(Self {
-            dir,
-            boat_bin,
-            ort_lib: None,
-            http,
-            raft,
-            node_args: Vec::new(),
-            admin_token_file: None,
-            inherit_output: false,
-        })
+        Ok(Self::with_addrs(dir, boat_bin, http, raft))
     }
 
     pub fn len(&self) -> usize {

@@ -129,10 +129,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
     args.validate()?;
     let members = args.members()?;
     boat_serving::init_runtime(args.ort_lib.as_deref()).context("loading ONNX Runtime")?;
-    let registry_config = RegistryConfig {
-        sessions_per_model: args.sessions_per_model,
-        max_elements_per_request: args.max_elements,
-    };
+    let registry_config =
+        RegistryConfig { sessions_per_model: args.sessions_per_model, max_elements_per_request: args.max_elements };
     registry_config.validate().map_err(anyhow::Error::msg)?;
     let executor = Executor::new(ModelRegistry::new(registry_config));
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -16,8 +16,7 @@ use std::time::Instant;
 use openraft::EntryPayload;
 
 use crate::command::{
-    Command, CommandResult, ModelChange, PredictBatch, PredictOutcome, PredictResult, Refusal, UploadChunk,
-    UploadModel,
+    Command, CommandResult, ModelChange, PredictBatch, PredictOutcome, PredictResult, Refusal, UploadChunk, UploadModel,
 };
 use crate::executor::{select_outputs, Executor};
 use crate::state::{AppliedState, Decision, Retention};
@@ -283,7 +282,9 @@ fn apply_control(state: &RwLock<AppliedState>, executor: &Executor, log_id: LogI
             if let Some(record) = record {
                 match executor.load_version(&name, version, &record) {
                     Ok(_) => tracing::info!(index, model = %name, version, "model version uploaded and made default"),
-                    Err(e) => tracing::error!(index, model = %name, version, error = %e, "cannot load an uploaded model"),
+                    Err(e) => {
+                        tracing::error!(index, model = %name, version, error = %e, "cannot load an uploaded model")
+                    }
                 }
             }
             result

@@ -105,7 +105,8 @@ impl Catalog {
     /// Removes a staged upload and returns its file, if it has exactly
     /// `chunks` chunks.
     pub fn take_staged(&mut self, upload_id: u64, chunks: u32) -> Result<Vec<u8>, String> {
-        let staged = self.staged.remove(&upload_id).ok_or_else(|| format!("upload {upload_id} has no staged chunks"))?;
+        let staged =
+            self.staged.remove(&upload_id).ok_or_else(|| format!("upload {upload_id} has no staged chunks"))?;
         if staged.chunks.len() != chunks as usize {
             return Err(format!("upload {upload_id} has {} chunks, expected {chunks}", staged.chunks.len()));
         }

@@ -38,9 +38,8 @@ pub mod types;
 pub use batcher::{BatchConfig, Ticket};
 pub use catalog::Catalog;
 pub use command::{
-    Command, CommandResult, ModelChange, PredictOutcome, PredictRequest, PredictResult, Refusal, RefusalKind, UploadChunk,
-    UploadModel,
-    UPLOAD_CHUNK_BYTES,
+    Command, CommandResult, ModelChange, PredictOutcome, PredictRequest, PredictResult, Refusal, RefusalKind,
+    UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES,
 };
 pub use executor::{Executor, ECHO_MODEL};
 pub use network::{FaultReport, Faults};
