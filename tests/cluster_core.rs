@@ -282,3 +282,24 @@ async fn snapshots_keep_the_log_bounded() {
         assert!(s.snapshot_index.is_some_and(|i| i >= 300), "{s:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_majority_a_node_answers_503_with_retry_after() {
+    let mut sb = Sandbox::start(3, &[]).unwrap();
+    let leader = sb.wait_for_leader().await.unwrap();
+    let [a, b] = others(leader)[..] else { unreachable!() };
+    sb.cluster.kill_node(leader).await.unwrap();
+    sb.cluster.kill_node(a).await.unwrap();
+    let s = sb.wait_for_status(b, "no leader known", |s| s.leader_id.is_none()).await.unwrap();
+    assert!(!s.is_leader);
+    let r = sb.predict(b, "nobody to commit", None).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body["error"].is_string());
+    // Once a majority is back, the same node serves or redirects again.
+    sb.restart(a).unwrap();
+    sb.restart(leader).unwrap();
+    sb.wait_for_leader().await.unwrap();
+    let r = sb.predict_anywhere(&json!({"input": "back"}), None).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+}
