@@ -115,11 +115,15 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, last_applied, membership) = {
-            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-            let data = bincode::serialize(&*state).map_err(sm_read_err)?;
-            (data, state.last_applied, state.membership.clone())
-        };
+        // Encoding a state that holds model files is CPU work: off the runtime.
+        let shared = self.state.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let state = shared.read().unwrap_or_else(|p| p.into_inner());
+            bincode::serialize(&*state).map(|data| (data, state.last_applied, state.membership.clone()))
+        })
+        .await
+        .map_err(sm_read_err)?;
+        let (data, last_applied, membership) = encoded.map_err(sm_read_err)?;
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
@@ -167,11 +171,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state: AppliedState =
-            bincode::deserialize(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let signature = meta.signature();
+        // Decoding the state and loading its models (ONNX Runtime sessions)
+        // is CPU work: off the runtime.
+        let executor = self.executor.clone();
+        let (state, data) = tokio::task::spawn_blocking(move || {
+            let state: AppliedState =
+                bincode::deserialize(&data).map_err(|e| StorageIOError::read_snapshot(Some(signature), &e))?;
+            executor.sync_catalog(&state.catalog);
+            Ok::<_, StorageIOError<crate::types::NodeId>>((state, data))
+        })
+        .await
+        .map_err(sm_write_err)??;
         self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
         tracing::info!(snapshot = %meta.snapshot_id, last_applied = ?state.last_applied, "installed snapshot from leader");
-        self.executor.sync_catalog(&state.catalog);
         *self.write() = state;
         Ok(())
     }
