@@ -36,6 +36,23 @@ fn text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// Prints the supervisor's output (which carries every node's log lines)
+/// when the test fails, so a failure explains itself.
+struct ShowOutputOnFailure(PathBuf);
+
+impl Drop for ShowOutputOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let out = text(&self.0);
+            let tail: Vec<&str> = out.lines().rev().take(80).collect();
+            eprintln!("---- boat deploy output (last 80 lines) ----");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
     let dir = tempfile::Builder::new().prefix("boat-deploy-").tempdir().unwrap();
@@ -43,6 +60,7 @@ async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
     let (http_base, raft_base) = free_port_block(3);
     let out_path = dir.path().join("deploy.out");
     let out = std::fs::File::create(&out_path).unwrap();
+    let _show = ShowOutputOnFailure(out_path.clone());
     let mut deploy = tokio::process::Command::new(boat_bin())
         .args(["deploy", "--dir"])
         .arg(&cluster_dir)
