@@ -262,32 +262,9 @@ fn apply_control(state: &RwLock<AppliedState>, executor: &Executor, log_id: LogI
                 Err(e) => CommandResult::Refused(Refusal::conflict(e)),
             }
         }
-        Command::UploadModel(UploadModel { name, upload_id, chunks, sha256, uploaded_at_ms }) => {
-            let bytes = match s.catalog.take_staged(upload_id, chunks) {
-                Ok(b) => b,
-                Err(e) => return CommandResult::Refused(Refusal::conflict(e)),
-            };
-            let actual = crate::command::sha256_hex(&bytes);
-            if actual != sha256 {
-                let message = format!("sha256 of the file is {actual}, the upload said {sha256}");
-                return CommandResult::Refused(Refusal::conflict(message));
-            }
-            let version = s.catalog.upload(&name, sha256, bytes, uploaded_at_ms, index);
-            s.record_model_change(index, "upload", &name, version);
-            let result = change(&s, &name, version);
-            let record = s.catalog.models.get(&name).and_then(|e| e.versions.get(&version)).cloned();
-            // Loading builds ONNX Runtime sessions; readers of the state
-            // (`/status`, listings) need not wait for that.
+        Command::UploadModel(upload) => {
             drop(s);
-            if let Some(record) = record {
-                match executor.load_version(&name, version, &record) {
-                    Ok(_) => tracing::info!(index, model = %name, version, "model version uploaded and made default"),
-                    Err(e) => {
-                        tracing::error!(index, model = %name, version, error = %e, "cannot load an uploaded model")
-                    }
-                }
-            }
-            result
+            apply_upload(state, executor, index, upload)
         }
         Command::SetDefault { name, version } => match s.catalog.set_default(&name, version) {
             Ok(()) => {
@@ -320,4 +297,40 @@ fn apply_control(state: &RwLock<AppliedState>, executor: &Executor, log_id: LogI
         }
         Command::PredictBatch(_) => CommandResult::None,
     }
+}
+
+/// Completes an upload. The new version is loaded into this node's registry
+/// before the catalog names it the default, so no request can resolve to a
+/// version that is not ready here; the state lock is not held while ONNX
+/// Runtime builds its sessions.
+fn apply_upload(state: &RwLock<AppliedState>, executor: &Executor, index: u64, upload: UploadModel) -> CommandResult {
+    let UploadModel { name, upload_id, chunks, sha256, uploaded_at_ms } = upload;
+    let (bytes, version) = {
+        let mut s = write(state);
+        match s.catalog.take_staged(upload_id, chunks) {
+            Ok(b) => (b, s.catalog.next_version(&name)),
+            Err(e) => return CommandResult::Refused(Refusal::conflict(e)),
+        }
+    };
+    let actual = crate::command::sha256_hex(&bytes);
+    if actual != sha256 {
+        let message = format!("sha256 of the file is {actual}, the upload said {sha256}");
+        return CommandResult::Refused(Refusal::conflict(message));
+    }
+    match executor.registry().load(&name, version, &bytes) {
+        Ok(_) => tracing::info!(index, model = %name, version, "model version uploaded and made default"),
+        // The leader loaded this file before proposing it, so this node's
+        // runtime differs; its predictions on this version will record the
+        // failure and the checkpoints will show the divergence.
+        Err(e) => tracing::error!(index, model = %name, version, error = %e, "cannot load an uploaded model"),
+    }
+    let mut s = write(state);
+    let version = s.catalog.upload(&name, sha256, bytes, uploaded_at_ms, index);
+    s.record_model_change(index, "upload", &name, version);
+    CommandResult::ModelChanged(ModelChange {
+        name: name.clone(),
+        version,
+        default_version: s.catalog.default_of(&name),
+        index,
+    })
 }

@@ -113,6 +113,11 @@ impl Catalog {
         Ok(staged.chunks.into_iter().flat_map(serde_bytes::ByteBuf::into_vec).collect())
     }
 
+    /// The number the next upload of `name` will get.
+    pub fn next_version(&self, name: &str) -> u64 {
+        self.models.get(name).map_or(1, |e| e.next_version)
+    }
+
     /// Adds a version, makes it the default and returns its number.
     pub fn upload(&mut self, name: &str, sha256: String, bytes: Vec<u8>, uploaded_at_ms: u64, index: u64) -> u64 {
         let entry = self.models.entry(name.to_string()).or_insert_with(|| ModelEntry {
@@ -181,7 +186,9 @@ mod tests {
     fn uploads_number_versions_and_move_the_default() {
         let mut c = Catalog::default();
         assert_eq!(c.resolve(ECHO_MODEL, None), Ok(1));
+        assert_eq!(c.next_version("m"), 1);
         assert_eq!(c.upload("m", "a".into(), vec![1], 0, 5), 1);
+        assert_eq!(c.next_version("m"), 2);
         assert_eq!(c.upload("m", "b".into(), vec![2], 0, 6), 2);
         assert_eq!(c.resolve("m", None), Ok(2));
         assert_eq!(c.resolve("m", Some(1)), Ok(1));
