@@ -418,7 +418,8 @@ async fn concurrent_requests_share_entries_and_runs_and_metrics_show_it() {
     for name in [
         "boat_requests_total{model=\"mlp\",outcome=\"ok\"} 96",
         "boat_entry_requests_count",
-        "boat_batch_size_count",
+        "boat_batch_size_bucket{model=\"mlp\",le=\"64\"}",
+        "# TYPE boat_commit_seconds histogram",
         "boat_queue_seconds",
         "boat_commit_seconds",
         "boat_inference_seconds",

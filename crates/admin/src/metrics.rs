@@ -5,11 +5,31 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::server::AppState;
 
+/// Latency buckets, in seconds: 50 µs to 10 s.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Batch size buckets, in requests.
+const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// Installs the process-wide Prometheus recorder, with real histograms
+/// (buckets) rather than summaries, and describes every metric.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("boat_batch_size".into()), COUNT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("boat_entry_requests".into()), COUNT_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
 /// Registers the descriptions of every `boat_` metric.
-pub fn describe() {
+fn describe() {
     describe_counter!("boat_requests_total", Unit::Count, "Prediction requests by model and outcome");
     describe_histogram!("boat_queue_seconds", Unit::Seconds, "Time a request waited in the leader's batching queue");
     describe_histogram!("boat_commit_seconds", Unit::Seconds, "Time from proposing a batch entry to its commit");

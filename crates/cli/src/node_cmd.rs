@@ -133,10 +133,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
         RegistryConfig { sessions_per_model: args.sessions_per_model, max_elements_per_request: args.max_elements };
     registry_config.validate().map_err(anyhow::Error::msg)?;
     let executor = Executor::new(ModelRegistry::new(registry_config));
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    boat_admin::metrics::describe();
+    let metrics = boat_admin::metrics::install().context("installing the metrics recorder")?;
     let admin_token = match &args.admin_token_file {
         None => None,
         Some(p) => {
