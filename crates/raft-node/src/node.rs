@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
@@ -165,6 +165,8 @@ impl RaftNode {
             return Err(StartError::NotAMember(cfg.id));
         }
         let storage_err = |e: &dyn std::fmt::Display| StartError::Storage(cfg.data_dir.clone(), e.to_string());
+        // A node without a database is new or was wiped; see `VoteGrace`.
+        let fresh = !cfg.data_dir.join("raft.sled").exists();
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage_err(&e))?;
         let db = sled::Config::new().path(cfg.data_dir.join("raft.sled")).open().map_err(|e| storage_err(&e))?;
         let tracker = CommitTracker::default();
@@ -193,7 +195,8 @@ impl RaftNode {
 
         let listener = TcpListener::bind(cfg.raft_listen).await.map_err(|e| StartError::Bind(cfg.raft_listen, e))?;
         let (shutdown, mut stop) = watch::channel(false);
-        let service = RaftGrpcService::new(raft.clone(), faults.clone()).into_server();
+        let grace = fresh.then(|| Instant::now() + Duration::from_millis(2 * t.election_max_ms));
+        let service = RaftGrpcService::new(raft.clone(), faults.clone(), grace).into_server();
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let signal = async move {

@@ -1,6 +1,8 @@
 //! Inbound Raft RPCs: decode, check fault injection, hand to openraft.
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use std::time::Instant;
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest, VoteResponse};
 use tonic::{Request, Response, Status};
 
 use super::codec;
@@ -15,11 +17,20 @@ use crate::types::{NodeId, Raft, TypeConfig};
 pub struct RaftGrpcService {
     raft: Raft,
     faults: Faults,
+    /// Until then, vote requests are refused (see `new`).
+    refuse_votes_until: Option<Instant>,
 }
 
 impl RaftGrpcService {
-    pub fn new(raft: Raft, faults: Faults) -> Self {
-        Self { raft, faults }
+    /// `refuse_votes_until` is set for a node that started without any
+    /// stored state. A wiped node has forgotten whom it voted for, so it
+    /// could grant a second vote in a term where it already voted; refusing
+    /// votes for two election timeouts after start outlasts any election
+    /// that was running when it was wiped (a candidate moves to a new term
+    /// when its election times out). A brand-new cluster merely elects its
+    /// first leader a little later.
+    pub fn new(raft: Raft, faults: Faults, refuse_votes_until: Option<Instant>) -> Self {
+        Self { raft, faults, refuse_votes_until }
     }
 
     /// The service wrapped with the message size limits both sides use.
@@ -60,6 +71,13 @@ impl RaftService for RaftGrpcService {
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = self.admit(req).await?;
         let rpc: VoteRequest<NodeId> = codec::decode(&req.payload).map_err(bad_request)?;
+        if self.refuse_votes_until.is_some_and(|until| Instant::now() < until) {
+            tracing::info!(candidate = %rpc.vote, "refusing to vote: this node started without state moments ago");
+            let vote = self.raft.metrics().borrow().vote;
+            let refusal = VoteResponse { vote, vote_granted: false, last_log_id: None };
+            let reply: Result<_, openraft::error::RaftError<NodeId>> = Ok(refusal);
+            return Ok(Response::new(codec::reply(reply).map_err(encode_failed)?));
+        }
         let res = self.raft.vote(rpc).await;
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }
