@@ -95,10 +95,6 @@ impl HttpServer {
         Ok(Self { listener, state, exit_requested })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
     /// Serves until `shutdown` resolves or a client sends `exit` to
     /// `/control`; returns true in the second case.
     pub async fn serve(

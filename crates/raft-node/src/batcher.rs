@@ -88,10 +88,6 @@ impl Batcher {
         Self { raft, tracker, config, admission, queues: Mutex::new(HashMap::new()), next_tag }
     }
 
-    pub fn config(&self) -> &BatchConfig {
-        &self.config
-    }
-
     /// Queues a validated request. Fails at once with `Overloaded` when the
     /// queues are full.
     pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
