@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use crate::command::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::domains::integrity::IntegrityCommand;
+use crate::domains::Command;
 use crate::node::RaftNode;
 
-/// On the leader, periodically proposes its digest at its last applied
-/// index, so that every replica can compare its own (see
-/// `AppliedState::check`).
-pub(crate) async fn checkpoints(node: RaftNode, every: Duration) {
+/// A leader task: periodically proposes the leader's digest at its last
+/// applied index, so that every replica can compare its own (see
+/// `Integrity::check`).
+pub(crate) async fn checkpoints(node: RaftNode, every: Duration, stop: CancellationToken) {
     // Checkpoint entries do not change the digest, so comparing digests (not
     // indexes) keeps an idle leader from checkpointing its own checkpoints.
     let mut last_digest = String::new();
@@ -16,22 +19,23 @@ pub(crate) async fn checkpoints(node: RaftNode, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = node.stopped() => return,
+            _ = stop.cancelled() => return,
             _ = tick.tick() => {}
-        }
-        if !node.is_leader() {
-            continue;
         }
         let (upto, digest) = {
             let s = node.state().read();
-            (s.last_applied.map(|l| l.index).unwrap_or(0), s.digest.clone())
+            (s.last_applied.map(|l| l.index).unwrap_or(0), s.digest().to_string())
         };
         if digest == last_digest || digest.is_empty() {
             continue;
         }
-        match node.write(Command::Checkpoint { upto, digest: digest.clone() }).await {
-            Ok(_) => last_digest = digest,
-            Err(e) => tracing::debug!(error = %e, "checkpoint not written"),
+        let cmd = Command::Integrity(IntegrityCommand::Checkpoint { upto, digest: digest.clone() });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            written = node.write(cmd) => match written {
+                Ok(_) => last_digest = digest,
+                Err(e) => tracing::debug!(error = %e, "checkpoint not written"),
+            },
         }
     }
 }

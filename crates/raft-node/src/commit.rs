@@ -1,9 +1,9 @@
 //! Tells a proposing leader when its entry commits, before it is applied.
 //!
-//! The batcher registers a tag before proposing a `PredictBatch`. When the
-//! log store appends an entry carrying a registered tag it remembers the
-//! entry's log id; when the commit index reaches it, the waiter learns the
-//! id (and the commit latency is recorded). If the entry is truncated away
+//! A proposer registers a tag before proposing an entry whose payload
+//! carries it. When the log store appends an entry carrying a registered
+//! tag it remembers the entry's log id; when the commit index reaches it,
+//! the waiter learns the id (and the commit latency is recorded). If the entry is truncated away
 //! (leadership lost before commit), the waiter learns that instead. This is
 //! what lets an asynchronous prediction answer 202 at commit time.
 
@@ -14,7 +14,7 @@ use std::time::Instant;
 use openraft::EntryPayload;
 use tokio::sync::oneshot;
 
-use crate::command::Command;
+use crate::payload::LogPayload;
 use crate::types::{Entry, LogId};
 
 /// Why a tracked entry will never commit.
@@ -59,9 +59,9 @@ impl CommitTracker {
             return;
         }
         for e in entries {
-            if let EntryPayload::Normal(Command::PredictBatch(b)) = &e.payload {
-                if inner.waiting.contains_key(&b.tag) {
-                    inner.appended.insert(e.log_id.index, (b.tag, e.log_id));
+            if let EntryPayload::Normal(LogPayload { tag, .. }) = &e.payload {
+                if *tag != 0 && inner.waiting.contains_key(tag) {
+                    inner.appended.insert(e.log_id.index, (*tag, e.log_id));
                 }
             }
         }

@@ -1,48 +1,50 @@
 //! Raft replication for Boat.
 //!
-//! Every prediction and every model change is an entry in one replicated
-//! log; each node applies the committed entries to its own ONNX Runtime
-//! (through `boat-serving`).
+//! Every prediction, every model change and every checkpoint is an entry in
+//! one replicated log; each node applies the committed entries to its own
+//! state and its own ONNX Runtime (through `boat-serving`).
 //!
-//! Modules:
-//! - [`types`]: openraft type configuration and the node address record.
-//! - [`command`]: the replicated command set and its results.
-//! - [`catalog`]: the replicated model catalog (versions and defaults).
-//! - [`state`]: the deterministic applied state (records, digest, checkpoints).
-//! - [`apply`]: applying committed entries, with batched inference.
-//! - [`executor`]: runs predictions and keeps loaded models in step with the catalog.
-//! - [`batcher`]: leader-side packing of concurrent requests into one entry.
+//! Generic Raft plumbing, which knows no domain:
+//! - [`types`]: openraft type configuration and the member record.
+//! - [`payload`]: the versioned log entry payload (a command and a tag).
+//! - [`format`]: format versions of everything written to disk or the wire.
+//! - [`store`]: sled log and vote, the state machine and snapshot files.
+//! - [`blobs`]: the content-addressed blob store on each node's disk.
+//! - [`network`]: the tonic transport, the read-index client, fault injection.
 //! - [`commit`]: tells a proposer when its entry commits.
-//! - [`store`]: sled-backed log, vote and state machine with snapshots.
-//! - [`network`]: the tonic transport and fault injection.
-//! - [`node`]: a running node and the operations the HTTP layer calls.
+//! - [`node`]: start-up, writes, status; [`reads`]: linearizable reads;
+//!   [`leader`]: tasks that run only while this node leads.
 //! - `background`: leader checkpoints and Raft metrics.
+//!
+//! The replicated state machine, by domain: [`domains`] (the command set,
+//! the applied state and the dispatch), with [`domains::serving`]
+//! (predictions, idempotency records, the model catalog, batching) and
+//! [`domains::integrity`] (state digest and checkpoints).
 
 // openraft's storage traits fix `StorageError` (a large enum) as the error
 // type; our helpers return the same type rather than box it twice.
 #![allow(clippy::result_large_err)]
 
-pub mod apply;
 mod background;
-pub mod batcher;
-pub mod catalog;
-pub mod command;
+pub mod blobs;
 pub mod commit;
-pub mod executor;
+pub mod domains;
+pub mod format;
+pub mod leader;
 pub mod network;
 pub mod node;
-pub mod state;
+pub mod payload;
+pub mod reads;
 pub mod store;
 pub mod types;
 
-pub use batcher::{BatchConfig, Ticket};
-pub use catalog::Catalog;
-pub use command::{
-    Command, CommandResult, ModelChange, PredictOutcome, PredictRequest, PredictResult, Refusal, RefusalKind,
-    UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES,
+pub use domains::integrity::{Divergence, IntegrityCommand};
+pub use domains::serving::{
+    catalog, BatchConfig, Catalog, Executor, ModelChange, PredictOutcome, PredictRequest, PredictResult, Retention,
+    ServingCommand, ServingResult, Ticket, UploadChunk, UploadModel, ECHO_MODEL, UPLOAD_CHUNK_BYTES,
 };
-pub use executor::{Executor, ECHO_MODEL};
+pub use domains::{Command, CommandResult, Refusal, RefusalKind};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};
-pub use state::{Divergence, Retention};
+pub use reads::ReadError;
 pub use types::{BoatNode, NodeId};

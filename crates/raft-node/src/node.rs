@@ -1,6 +1,8 @@
-//! A running Raft node: wires storage, network and openraft together and
-//! offers the operations the HTTP layer needs (propose a prediction, read
-//! status, inject faults).
+//! A running Raft node: wires storage, network, openraft and the domains'
+//! node-local parts together, and offers the generic operations the HTTP
+//! layer needs (write a command, read status, inject faults). Linearizable
+//! reads are in `reads`, leader-only tasks in `leader`, and the serving
+//! domain's operations (`submit`, `executor`) in `domains::serving::node`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,14 +14,15 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::batcher::{BatchConfig, Batcher, Ticket};
-use crate::command::{Command, CommandResult, PredictRequest};
+use crate::blobs::BlobStore;
 use crate::commit::CommitTracker;
-use crate::executor::Executor;
-use crate::network::{FaultReport, Faults, NetworkFactory, RaftGrpcService};
-use crate::state::{Divergence, Retention};
+use crate::domains::integrity::Divergence;
+use crate::domains::serving::{BatchConfig, Batcher, Executor, Retention};
+use crate::domains::{ApplyEnv, Command, CommandResult};
+use crate::network::{FaultReport, Faults, NetworkFactory, RaftGrpcService, ReadIndexClient};
+use crate::payload::LogPayload;
 use crate::store::{LogStore, StateMachineStore, StateView};
 use crate::types::{BoatNode, NodeId, Raft};
 
@@ -73,6 +76,8 @@ pub struct NodeConfig {
 pub enum StartError {
     #[error("cannot open the data directory {0}: {1}")]
     Storage(PathBuf, String),
+    #[error("cannot use the data directory {0}: {1}")]
+    Format(PathBuf, crate::format::FormatError),
     #[error("cannot bind the Raft address {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
     #[error("invalid Raft configuration: {0}")]
@@ -106,6 +111,20 @@ pub(crate) fn map_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Boat
     }
 }
 
+/// Most bytes sled keeps cached in memory.
+const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Entries held in the log, from the last index and the purge point
+/// (entries start at index 0, and purging removes everything up to and
+/// including its index). Counting the sled tree instead is a full scan.
+fn held_entries(last: Option<u64>, purged: Option<u64>) -> usize {
+    match (last, purged) {
+        (None, _) => 0,
+        (Some(last), None) => last as usize + 1,
+        (Some(last), Some(p)) => last.saturating_sub(p) as usize,
+    }
+}
+
 /// Per-member line of `/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberStatus {
@@ -130,7 +149,8 @@ pub struct NodeStatus {
     pub purged_index: Option<u64>,
     pub log_entries: usize,
     pub members: Vec<MemberStatus>,
-    /// Running SHA-256 over all applied prediction outcomes at `last_applied`.
+    /// The state digest at `last_applied`: a running SHA-256 over every
+    /// domain's results (see `domains::integrity`).
     pub state_digest: String,
     pub predictions_run: u64,
     pub idempotency_records: usize,
@@ -146,15 +166,18 @@ pub struct RaftNode {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    id: NodeId,
-    raft: Raft,
-    log: LogStore,
-    state: StateView,
-    executor: Executor,
-    faults: Faults,
-    batcher: Batcher,
-    shutdown: watch::Sender<bool>,
+pub(crate) struct Inner {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) log: LogStore,
+    pub(crate) state: StateView,
+    pub(crate) executor: Executor,
+    pub(crate) faults: Faults,
+    pub(crate) batcher: Batcher,
+    pub(crate) reader: ReadIndexClient,
+    /// Cancelled when the node shuts down; every background task and
+    /// leader task stops with it.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl RaftNode {
@@ -168,10 +191,22 @@ impl RaftNode {
         // A node without a database is new or was wiped; see `VoteGrace`.
         let fresh = !cfg.data_dir.join("raft.sled").exists();
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage_err(&e))?;
-        let db = sled::Config::new().path(cfg.data_dir.join("raft.sled")).open().map_err(|e| storage_err(&e))?;
+        // The log holds model uploads in 1 MiB entries; sled's default cache
+        // (1 GiB) would keep them all in memory.
+        let db = sled::Config::new()
+            .path(cfg.data_dir.join("raft.sled"))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
+            .map_err(|e| storage_err(&e))?;
+        crate::store::check_format(&db).map_err(|e| match e {
+            crate::store::OpenError::Format(f) => StartError::Format(cfg.data_dir.clone(), f),
+            crate::store::OpenError::Sled(s) => storage_err(&s),
+        })?;
         let tracker = CommitTracker::default();
         let log = LogStore::open(&db, tracker.clone()).map_err(|e| storage_err(&e))?;
-        let sm = StateMachineStore::open(&db, executor.clone(), cfg.retention).map_err(|e| storage_err(&e))?;
+        let blobs = BlobStore::open(cfg.data_dir.join("blobs")).map_err(|e| storage_err(&e))?;
+        let env = ApplyEnv { executor: executor.clone(), blobs, retention: cfg.retention };
+        let sm = StateMachineStore::open(&cfg.data_dir, env).map_err(|e| storage_err(&e))?;
         let state = sm.view();
 
         let t = &cfg.tuning;
@@ -194,14 +229,13 @@ impl RaftNode {
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let listener = TcpListener::bind(cfg.raft_listen).await.map_err(|e| StartError::Bind(cfg.raft_listen, e))?;
-        let (shutdown, mut stop) = watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
         let grace = fresh.then(|| Instant::now() + Duration::from_millis(2 * t.election_max_ms));
         let service = RaftGrpcService::new(raft.clone(), faults.clone(), grace).into_server();
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let signal = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
+            let signal = async move { stop.cancelled().await };
             if let Err(e) = tonic::transport::Server::builder()
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, signal)
@@ -226,9 +260,11 @@ impl RaftNode {
 
         cfg.batch.validate().map_err(StartError::Config)?;
         let batcher = Batcher::new(raft.clone(), tracker, cfg.batch.clone());
-        let node =
-            Self { inner: Arc::new(Inner { id: cfg.id, raft, log, state, executor, faults, batcher, shutdown }) };
-        tokio::spawn(crate::background::checkpoints(node.clone(), cfg.checkpoint_every));
+        let reader = ReadIndexClient::new(cfg.id, faults.clone());
+        let inner = Inner { id: cfg.id, raft, log, state, executor, faults, batcher, reader, shutdown };
+        let node = Self { inner: Arc::new(inner) };
+        let every = cfg.checkpoint_every;
+        node.spawn_leader_task("checkpoints", move |node, stop| crate::background::checkpoints(node, every, stop));
         tokio::spawn(crate::background::raft_metrics(node.clone()));
         Ok(node)
     }
@@ -237,21 +273,24 @@ impl RaftNode {
         &self.inner.raft
     }
 
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     pub(crate) fn log_store(&self) -> &LogStore {
         &self.inner.log
     }
 
     /// Resolves when the node is shutting down.
     pub(crate) async fn stopped(&self) {
-        let mut rx = self.inner.shutdown.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
+        self.inner.shutdown.cancelled().await
     }
 
     pub fn is_leader(&self) -> bool {
         self.inner.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    fn not_leader(&self) -> WriteError {
+    pub(crate) fn not_leader(&self) -> WriteError {
         let (leader_id, leader_http) = match self.leader() {
             Some((id, http)) => (Some(id), http),
             None => (None, None),
@@ -259,28 +298,16 @@ impl RaftNode {
         WriteError::NotLeader { leader_id, leader_http }
     }
 
-    /// Queues a validated prediction for the next batch entry.
-    pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
-        if !self.is_leader() {
-            return Err(self.not_leader());
-        }
-        self.inner.batcher.submit(model, version, request)
-    }
-
-    /// Appends a model command and waits until it is applied here.
+    /// Appends a command and waits until it is applied here.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        self.inner.raft.client_write(cmd).await.map(|r| r.data).map_err(map_write_error)
+        self.inner.raft.client_write(LogPayload::new(cmd)).await.map(|r| r.data).map_err(map_write_error)
     }
 
     pub fn id(&self) -> NodeId {
         self.inner.id
-    }
-
-    pub fn executor(&self) -> &Executor {
-        &self.inner.executor
     }
 
     pub fn faults(&self) -> &Faults {
@@ -313,10 +340,10 @@ impl RaftNode {
             let s = self.inner.state.read();
             (
                 s.last_applied.map(|l| l.index).unwrap_or(0),
-                s.digest.clone(),
-                s.predictions_run,
-                s.records_held(),
-                s.divergence.clone(),
+                s.digest().to_string(),
+                s.serving.predictions_run,
+                s.serving.records.len(),
+                s.integrity.divergence.clone(),
             )
         };
         NodeStatus {
@@ -331,7 +358,7 @@ impl RaftNode {
             last_log_index: m.last_log_index.unwrap_or(0),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
-            log_entries: self.inner.log.len(),
+            log_entries: held_entries(m.last_log_index, m.purged.map(|l| l.index)),
             members,
             state_digest: digest,
             predictions_run,
@@ -341,9 +368,9 @@ impl RaftNode {
         }
     }
 
-    /// Stops openraft and the transport.
+    /// Stops openraft, the transport and every background task.
     pub async fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        self.inner.shutdown.cancel();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

@@ -4,7 +4,8 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandResult};
+use crate::domains::CommandResult;
+use crate::payload::LogPayload;
 
 /// Raft node ids are small integers: `0`, `1`, `2`, ...
 pub type NodeId = u64;
@@ -18,15 +19,21 @@ pub struct BoatNode {
     pub http_addr: String,
 }
 
+// `declare_raft_types!` names `Cursor` in its defaults even when they are
+// overridden.
+#[allow(unused_imports)]
+use Cursor as _;
+
 openraft::declare_raft_types!(
-    /// Type configuration for Boat's Raft group.
+    /// Type configuration for Boat's Raft group. Snapshots are files on
+    /// disk, streamed in chunks (see `store::snapshot`).
     pub TypeConfig:
-        D = Command,
+        D = LogPayload,
         R = CommandResult,
         NodeId = NodeId,
         Node = BoatNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -1,4 +1,6 @@
-//! Outbound Raft RPCs: one lazily connected tonic channel per peer.
+//! Outbound Raft RPCs: one lazily connected tonic channel per peer for
+//! openraft's replication, and the read-index client that followers use to
+//! serve linearizable reads.
 
 use std::time::Duration;
 
@@ -64,6 +66,17 @@ enum TransportError {
     TimedOut(Duration),
 }
 
+/// A lazily connected client for the peer at `addr`.
+fn connect(addr: &str) -> Result<RaftServiceClient<Channel>, TransportError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| TransportError::BadAddress(addr.to_string(), e.to_string()))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true);
+    Ok(RaftServiceClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
 #[derive(Clone, Copy)]
 enum Rpc {
     AppendEntries,
@@ -82,13 +95,7 @@ impl PeerClient {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| TransportError::BadAddress(self.addr.clone(), e.to_string()))?
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true);
-        let client = RaftServiceClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let client = connect(&self.addr)?;
         self.client = Some(client.clone());
         Ok(client)
     }
@@ -148,5 +155,65 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
         self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+/// Why the leader's read index could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadIndexError {
+    #[error("the leader cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("node {asked} no longer leads")]
+    NotLeader { asked: NodeId, leader: Option<NodeId> },
+    #[error("the leader cannot confirm it still leads: {0}")]
+    NoQuorum(String),
+}
+
+/// Asks the leader for its read index, honouring fault injection like the
+/// rest of the transport. Keeps one channel per leader address.
+#[derive(Clone)]
+pub struct ReadIndexClient {
+    self_id: NodeId,
+    faults: Faults,
+    clients: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, RaftServiceClient<Channel>>>>,
+}
+
+impl ReadIndexClient {
+    pub fn new(self_id: NodeId, faults: Faults) -> Self {
+        Self { self_id, faults, clients: Default::default() }
+    }
+
+    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, TransportError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = connect(addr)?;
+        clients.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub async fn read_index(&self, leader: NodeId, addr: &str, ttl: Duration) -> Result<u64, ReadIndexError> {
+        use openraft::error::CheckIsLeaderError;
+        let unreachable = |e: &dyn std::fmt::Display| ReadIndexError::Unreachable(e.to_string());
+        if self.faults.is_cut(leader) {
+            return Err(unreachable(&TransportError::Partitioned(leader)));
+        }
+        self.faults.apply_delay().await;
+        let request = codec::request(self.self_id, &()).map_err(|e| unreachable(&e))?;
+        let mut client = self.client(addr).map_err(|e| unreachable(&e))?;
+        let reply = match tokio::time::timeout(ttl, client.read_index(request)).await {
+            Err(_) => return Err(unreachable(&TransportError::TimedOut(ttl))),
+            Ok(Err(status)) => return Err(unreachable(&status)),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        match codec::open_reply::<u64, RaftError<NodeId, CheckIsLeaderError<NodeId, BoatNode>>>(reply) {
+            Ok(Ok(index)) => Ok(index),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(ReadIndexError::NotLeader { asked: leader, leader: f.leader_id })
+            }
+            Ok(Err(other)) => Err(ReadIndexError::NoQuorum(other.to_string())),
+            Err(e) => Err(unreachable(&e)),
+        }
     }
 }

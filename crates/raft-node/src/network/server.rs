@@ -82,6 +82,12 @@ impl RaftService for RaftGrpcService {
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }
 
+    async fn read_index(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        self.admit(req).await?;
+        let res = self.raft.get_read_log_id().await.map(|(read, _applied)| read.map_or(0, |l| l.index));
+        Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
+    }
+
     async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = self.admit(req).await?;
         let rpc: InstallSnapshotRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;

@@ -66,11 +66,7 @@ impl LogStore {
         self.committed_index.load(Ordering::Relaxed)
     }
 
-    /// Number of entries currently held in the log (after purging).
-    pub fn len(&self) -> usize {
-        self.log.len()
-    }
-
+    /// Whether the log holds no entry at all.
     pub fn is_empty(&self) -> bool {
         self.log.is_empty()
     }

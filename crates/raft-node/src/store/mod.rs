@@ -1,9 +1,51 @@
-//! Durable storage: the Raft log and vote in sled (`log`), and the state
-//! machine with its snapshots (`state_machine`). Both share one sled database
-//! per node, at `<data-dir>/raft.sled`.
+//! Durable storage: the Raft log and vote in sled (`log`), the state
+//! machine (`state_machine`) and its snapshot files (`snapshot`). The log
+//! lives in one sled database per node at `<data-dir>/raft.sled`; snapshots
+//! in `<data-dir>/snapshots/`, and the blobs they refer to in
+//! `<data-dir>/blobs/` (see `crate::blobs`).
 
 pub mod log;
+pub mod snapshot;
 pub mod state_machine;
 
 pub use log::LogStore;
 pub use state_machine::{StateMachineStore, StateView};
+
+use crate::format::{self, FormatError, STORE_FORMAT};
+
+/// Key of the store format version in the `meta` tree.
+const FORMAT_KEY: &[u8] = b"store_format";
+
+/// Why a data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+}
+
+/// Checks the store's format version, recording the current one in a new
+/// store. A store with data but no version was written before versions
+/// existed (the snapshot then lived in a sled tree) and is refused.
+pub fn check_format(db: &sled::Db) -> Result<(), OpenError> {
+    let meta = db.open_tree("meta")?;
+    match meta.get(FORMAT_KEY)? {
+        Some(v) => {
+            let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| FormatError::Corrupt {
+                what: "store format marker",
+                detail: format!("{} bytes", v.len()),
+            })?;
+            format::check("this node's data directory", u32::from_be_bytes(bytes), STORE_FORMAT)?;
+        }
+        None => {
+            let has_data = !db.open_tree("log")?.is_empty() || db.tree_names().iter().any(|n| n.as_ref() == b"snapshot");
+            if has_data {
+                return Err(FormatError::Unversioned { what: "this node's data directory", known: STORE_FORMAT }.into());
+            }
+            meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
+            db.flush()?;
+        }
+    }
+    Ok(())
+}

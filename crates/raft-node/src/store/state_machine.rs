@@ -1,33 +1,28 @@
-//! The Raft state machine: applies committed entries by running predictions
-//! on this node's own ONNX Runtime, and keeps snapshots in sled.
+//! The Raft state machine: applies committed entries through the domains
+//! and keeps snapshots as files under `<data-dir>/snapshots/`.
 //!
-//! The state itself lives in memory (`AppliedState`); what is durable is the
-//! latest snapshot. On start the node loads that snapshot and openraft
-//! replays the log from the snapshot's index up to the saved commit index,
-//! running every prediction again, as Boat's replay design asks.
+//! The state itself lives in memory (`AppliedState`, metadata only: model
+//! files are in the blob store); what is durable is the latest snapshot. On
+//! start the node loads that snapshot and openraft replays the log from the
+//! snapshot's index up to the saved commit index, running every prediction
+//! again, as Boat's replay design asks.
 
-use std::io::Cursor;
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{RaftSnapshotBuilder, StorageIOError};
-use serde::{Deserialize, Serialize};
 
-use crate::apply::apply_entries;
-use crate::command::CommandResult;
-use crate::executor::Executor;
-use crate::state::{AppliedState, Retention};
-use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::snapshot::{self, SnapshotError};
+use crate::domains::{apply_entries, read, write, AppliedState, ApplyEnv, CommandResult};
+use crate::types::{Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
-const CURRENT_SNAPSHOT: &[u8] = b"current";
-
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    #[serde(with = "serde_bytes")]
-    data: Vec<u8>,
-}
+/// The node's current snapshot, thin (blob hashes only).
+const CURRENT: &str = "current.snap";
 
 /// Read access to the applied state, shared with the HTTP layer.
 #[derive(Clone)]
@@ -38,16 +33,16 @@ impl StateView {
     /// machine held the write lock; the data is still the last consistent
     /// value, so readers take it rather than fail.
     pub fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
+        read(&self.0)
     }
 
     /// Fault injection: makes this replica's digest differ from the others,
     /// as if it had computed a different output, so that the leader's next
     /// checkpoint exposes it.
     pub fn inject_divergence(&self) {
-        let mut s = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = write(&self.0);
         let index = s.last_applied.map(|l| l.index).unwrap_or(0);
-        s.perturb_digest(index);
+        s.integrity.perturb(index);
     }
 }
 
@@ -55,10 +50,12 @@ impl StateView {
 #[derive(Clone)]
 pub struct StateMachineStore {
     state: Arc<RwLock<AppliedState>>,
-    executor: Executor,
-    snapshots: sled::Tree,
-    retention: Retention,
+    env: ApplyEnv,
+    dir: Arc<PathBuf>,
     snapshot_seq: Arc<AtomicU64>,
+    /// Serialises writing snapshot files and removing blobs, so a full file
+    /// is never assembled from blobs that are being removed.
+    files: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -69,24 +66,39 @@ fn sm_write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_state_machine(&e).into()
 }
 
+fn snapshot_err(meta: Option<&SnapshotMeta>, e: SnapshotError) -> StorageError {
+    StorageIOError::<NodeId>::read_snapshot(meta.map(|m| m.signature()), &e).into()
+}
+
+/// Runs blocking file work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f).await.map_err(sm_write_err)?
+}
+
 impl StateMachineStore {
-    /// Opens the snapshot tree and rebuilds the in-memory state from the
-    /// latest snapshot, if any.
-    pub fn open(db: &sled::Db, executor: Executor, retention: Retention) -> Result<Self, StorageError> {
-        let snapshots = db.open_tree("snapshot").map_err(sm_read_err)?;
+    /// Opens the snapshot directory and rebuilds the in-memory state from
+    /// the latest snapshot, if any, then loads its models.
+    pub fn open(data_dir: &Path, env: ApplyEnv) -> Result<Self, StorageError> {
+        let dir = data_dir.join("snapshots");
+        fs::create_dir_all(&dir).map_err(sm_read_err)?;
         let store = Self {
-            state: Arc::new(RwLock::new(AppliedState::default())),
-            executor,
-            snapshots,
-            retention,
-            snapshot_seq: Arc::new(AtomicU64::new(0)),
+            state: Arc::default(),
+            env,
+            dir: Arc::new(dir),
+            snapshot_seq: Arc::default(),
+            files: Arc::default(),
         };
-        if let Some(stored) = store.load_snapshot()? {
-            let state: AppliedState = bincode::deserialize(&stored.data).map_err(sm_read_err)?;
+        let current = store.dir.join(CURRENT);
+        if current.exists() {
+            let file = File::open(&current).map_err(sm_read_err)?;
+            let head = snapshot::read(file, None).map_err(|e| snapshot_err(None, e))?;
+            let state = snapshot::decode_state(head.format, &head.state).map_err(|e| snapshot_err(None, e))?;
             tracing::info!(last_applied = ?state.last_applied, "restored state from snapshot");
-            *store.write() = state;
+            *write(&store.state) = state;
         }
-        store.executor.sync_catalog(&store.view().read().catalog);
+        store.env.executor.sync_catalog(&read(&store.state).serving.catalog, &store.env.blobs);
         Ok(store)
     }
 
@@ -94,46 +106,61 @@ impl StateMachineStore {
         StateView(self.state.clone())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, AppliedState> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+    fn full_path(&self, snapshot_id: &str) -> PathBuf {
+        let safe: String = snapshot_id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        self.dir.join(format!("full-{safe}.snap"))
     }
 
-    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        match self.snapshots.get(CURRENT_SNAPSHOT).map_err(sm_read_err)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(bincode::deserialize(&bytes).map_err(sm_read_err)?)),
+    /// Removes full files of older snapshots and blobs that neither the
+    /// live state nor `snapshot_refs` refers to. Blocking.
+    fn collect_garbage(&self, snapshot_refs: BTreeSet<String>, keep_full: &Path) {
+        if let Ok(entries) = fs::read_dir(self.dir.as_path()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("full-") && e.path() != keep_full {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
         }
-    }
-
-    async fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let bytes = bincode::serialize(stored).map_err(sm_write_err)?;
-        self.snapshots.insert(CURRENT_SNAPSHOT, bytes).map_err(sm_write_err)?;
-        self.snapshots.flush_async().await.map_err(sm_write_err)?;
-        Ok(())
+        let _guard = self.env.blobs.guard();
+        let mut keep = snapshot_refs;
+        keep.extend(read(&self.state).blob_refs());
+        match self.env.blobs.retain(&keep) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed blobs nothing refers to"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove unreferenced blobs"),
+        }
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        // Encoding a state that holds model files is CPU work: off the runtime.
-        let shared = self.state.clone();
-        let encoded = tokio::task::spawn_blocking(move || {
-            let state = shared.read().unwrap_or_else(|p| p.into_inner());
-            bincode::serialize(&*state).map(|data| (data, state.last_applied, state.membership.clone()))
-        })
-        .await
-        .map_err(sm_read_err)?;
-        let (data, last_applied, membership) = encoded.map_err(sm_read_err)?;
+        let _files = self.files.clone().lock_owned().await;
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
-            None => format!("empty-{seq}"),
-        };
-        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
-        self.save_snapshot(&stored).await?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        let this = self.clone();
+        let (meta, bytes) = blocking(move || {
+            // Encoding under the read lock takes a consistent state; it is
+            // metadata only, so the lock is held briefly.
+            let (encoded, refs, last_applied, membership) = {
+                let state = read(&this.state);
+                let encoded = snapshot::encode_state(&state).map_err(|e| snapshot_err(None, e))?;
+                (encoded, state.blob_refs(), state.last_applied, state.membership.clone())
+            };
+            let snapshot_id = match last_applied {
+                Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
+                None => format!("empty-{seq}"),
+            };
+            let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+            let current = this.dir.join(CURRENT);
+            snapshot::write(&current, &meta, &encoded, &refs, &this.env.blobs, false)
+                .map_err(|e| snapshot_err(Some(&meta), e))?;
+            this.collect_garbage(refs, Path::new(""));
+            Ok((meta, encoded.len()))
+        })
+        .await?;
+        tracing::info!(snapshot = %meta.snapshot_id, state_bytes = bytes, "built snapshot");
+        let file = tokio::fs::File::open(self.dir.join(CURRENT)).await.map_err(sm_read_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
@@ -141,7 +168,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let state = read(&self.state);
         Ok((state.last_applied, state.membership.clone()))
     }
 
@@ -152,7 +179,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let this = self.clone();
-        tokio::task::spawn_blocking(move || apply_entries(&this.state, &this.executor, this.retention, entries))
+        tokio::task::spawn_blocking(move || apply_entries(&this.state, &this.env, entries))
             .await
             .map_err(|e| StorageIOError::write_state_machine(&e).into())
     }
@@ -161,35 +188,76 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// A file that is unlinked at once: it lives as long as openraft holds
+    /// it, and a crash leaves nothing behind.
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("incoming-{}-{seq}.snap", std::process::id()));
+        let file = blocking(move || {
+            let f = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(sm_write_err)?;
+            fs::remove_file(&path).map_err(sm_write_err)?;
+            Ok(f)
+        })
+        .await?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let signature = meta.signature();
-        // Decoding the state and loading its models (ONNX Runtime sessions)
-        // is CPU work: off the runtime.
-        let executor = self.executor.clone();
-        let (state, data) = tokio::task::spawn_blocking(move || {
-            let state: AppliedState =
-                bincode::deserialize(&data).map_err(|e| StorageIOError::read_snapshot(Some(signature), &e))?;
-            executor.sync_catalog(&state.catalog);
-            Ok::<_, StorageIOError<crate::types::NodeId>>((state, data))
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+        let _files = self.files.clone().lock_owned().await;
+        let mut file = snapshot.into_std().await;
+        let this = self.clone();
+        let meta = meta.clone();
+        let installed = meta.clone();
+        // Reading the blobs, decoding the state and loading its models is
+        // I/O and CPU work: off the runtime.
+        let state = blocking(move || {
+            file.seek(SeekFrom::Start(0)).map_err(sm_read_err)?;
+            let head = snapshot::read(&mut file, Some(&this.env.blobs)).map_err(|e| snapshot_err(Some(&meta), e))?;
+            let state = snapshot::decode_state(head.format, &head.state).map_err(|e| snapshot_err(Some(&meta), e))?;
+            let refs: BTreeSet<String> = head.blobs.into_iter().map(|(sha, _)| sha).collect();
+            snapshot::write(&this.dir.join(CURRENT), &meta, &head.state, &refs, &this.env.blobs, false)
+                .map_err(|e| snapshot_err(Some(&meta), e))?;
+            this.env.executor.sync_catalog(&state.serving.catalog, &this.env.blobs);
+            Ok(state)
+        })
+        .await?;
+        tracing::info!(snapshot = %installed.snapshot_id, last_applied = ?state.last_applied, "installed snapshot from leader");
+        *write(&self.state) = state;
+        let this = self.clone();
+        let refs = read(&self.state).blob_refs();
+        blocking(move || {
+            this.collect_garbage(refs, Path::new(""));
+            Ok(())
         })
         .await
-        .map_err(sm_write_err)??;
-        self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
-        tracing::info!(snapshot = %meta.snapshot_id, last_applied = ?state.last_applied, "installed snapshot from leader");
-        *self.write() = state;
-        Ok(())
     }
 
+    /// The current snapshot, full: assembled once from the thin file and
+    /// the blob store, then streamed by openraft in chunks.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self.load_snapshot()?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        let _files = self.files.clone().lock_owned().await;
+        let this = self.clone();
+        let found = blocking(move || {
+            let current = this.dir.join(CURRENT);
+            if !current.exists() {
+                return Ok(None);
+            }
+            let head = snapshot::read(File::open(&current).map_err(sm_read_err)?, None)
+                .map_err(|e| snapshot_err(None, e))?;
+            let full = this.full_path(&head.meta.snapshot_id);
+            if !full.exists() {
+                let refs: BTreeSet<String> = head.blobs.iter().map(|(sha, _)| sha.clone()).collect();
+                snapshot::write(&full, &head.meta, &head.state, &refs, &this.env.blobs, true)
+                    .map_err(|e| snapshot_err(Some(&head.meta), e))?;
+                tracing::info!(snapshot = %head.meta.snapshot_id, blobs = refs.len(), "assembled a full snapshot to send");
+            }
+            Ok(Some((head.meta, full)))
+        })
+        .await?;
+        let Some((meta, full)) = found else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(full).await.map_err(sm_read_err)?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }

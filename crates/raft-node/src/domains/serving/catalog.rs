@@ -2,40 +2,28 @@
 //! files, and which version is each model's default.
 //!
 //! Pure data, changed only by applying log entries, so that every replica
-//! switches default versions at the same log index.
+//! switches default versions at the same log index. Model files are not
+//! held here: a version names its file by SHA-256 in the node's blob store,
+//! and a staged upload lists the hashes of the chunks received so far.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::Refusal;
-use crate::executor::ECHO_MODEL;
+use super::executor::ECHO_MODEL;
+use crate::domains::Refusal;
 
 /// One stored version of a model.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionRecord {
+    /// Hex SHA-256 of the ONNX file, which is also its blob name.
     pub sha256: String,
     pub size_bytes: u64,
     pub uploaded_at_ms: u64,
     /// Log index of the upload.
     pub index: u64,
-    /// Compiled into the binary (the echo model); `bytes` is then empty.
+    /// Compiled into the binary (the echo model); no blob holds it.
     pub builtin: bool,
-    /// The ONNX file. Kept in the replicated state so that a node that
-    /// joins from a snapshot can load every model.
-    #[serde(with = "serde_bytes")]
-    pub bytes: Vec<u8>,
-}
-
-impl std::fmt::Debug for VersionRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VersionRecord")
-            .field("sha256", &self.sha256)
-            .field("size_bytes", &self.size_bytes)
-            .field("index", &self.index)
-            .field("builtin", &self.builtin)
-            .finish()
-    }
 }
 
 /// All versions of one model.
@@ -48,17 +36,11 @@ pub struct ModelEntry {
 }
 
 /// A model file arriving in chunks.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StagedUpload {
     pub started_at_ms: u64,
-    pub chunks: Vec<serde_bytes::ByteBuf>,
-}
-
-impl std::fmt::Debug for StagedUpload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bytes: usize = self.chunks.iter().map(|c| c.len()).sum();
-        f.debug_struct("StagedUpload").field("chunks", &self.chunks.len()).field("bytes", &bytes).finish()
-    }
+    /// Blob hash of each chunk, in order.
+    pub chunks: Vec<String>,
 }
 
 /// Uploads never completed are dropped this long after they started
@@ -76,12 +58,11 @@ impl Default for Catalog {
     /// A fresh cluster serves the built-in echo model as version 1.
     fn default() -> Self {
         let echo = VersionRecord {
-            sha256: crate::command::sha256_hex(boat_serving::ECHO_ONNX),
+            sha256: super::command::sha256_hex(boat_serving::ECHO_ONNX),
             size_bytes: boat_serving::ECHO_ONNX.len() as u64,
             uploaded_at_ms: 0,
             index: 0,
             builtin: true,
-            bytes: Vec::new(),
         };
         let entry = ModelEntry { versions: BTreeMap::from([(1, echo)]), default: Some(1), next_version: 2 };
         Self { models: BTreeMap::from([(ECHO_MODEL.to_string(), entry)]), staged: BTreeMap::new() }
@@ -90,7 +71,7 @@ impl Default for Catalog {
 
 impl Catalog {
     /// Stages the next chunk of an upload and drops abandoned uploads.
-    pub fn stage_chunk(&mut self, upload_id: u64, seq: u32, bytes: Vec<u8>, at_ms: u64) -> Result<(), String> {
+    pub fn stage_chunk(&mut self, upload_id: u64, seq: u32, chunk_sha: String, at_ms: u64) -> Result<(), String> {
         let horizon = at_ms.saturating_sub(STAGED_UPLOAD_TTL_MS);
         self.staged.retain(|_, s| s.started_at_ms >= horizon);
         let staged =
@@ -98,19 +79,19 @@ impl Catalog {
         if staged.chunks.len() != seq as usize {
             return Err(format!("upload {upload_id}: chunk {seq} arrived after {} chunks", staged.chunks.len()));
         }
-        staged.chunks.push(serde_bytes::ByteBuf::from(bytes));
+        staged.chunks.push(chunk_sha);
         Ok(())
     }
 
-    /// Removes a staged upload and returns its file, if it has exactly
-    /// `chunks` chunks.
-    pub fn take_staged(&mut self, upload_id: u64, chunks: u32) -> Result<Vec<u8>, String> {
+    /// Removes a staged upload and returns its chunks' hashes, if it has
+    /// exactly `chunks` chunks.
+    pub fn take_staged(&mut self, upload_id: u64, chunks: u32) -> Result<Vec<String>, String> {
         let staged =
             self.staged.remove(&upload_id).ok_or_else(|| format!("upload {upload_id} has no staged chunks"))?;
         if staged.chunks.len() != chunks as usize {
             return Err(format!("upload {upload_id} has {} chunks, expected {chunks}", staged.chunks.len()));
         }
-        Ok(staged.chunks.into_iter().flat_map(serde_bytes::ByteBuf::into_vec).collect())
+        Ok(staged.chunks)
     }
 
     /// The number the next upload of `name` will get.
@@ -119,7 +100,7 @@ impl Catalog {
     }
 
     /// Adds a version, makes it the default and returns its number.
-    pub fn upload(&mut self, name: &str, sha256: String, bytes: Vec<u8>, uploaded_at_ms: u64, index: u64) -> u64 {
+    pub fn upload(&mut self, name: &str, sha256: String, size_bytes: u64, uploaded_at_ms: u64, index: u64) -> u64 {
         let entry = self.models.entry(name.to_string()).or_insert_with(|| ModelEntry {
             versions: BTreeMap::new(),
             default: None,
@@ -127,8 +108,7 @@ impl Catalog {
         });
         let version = entry.next_version;
         entry.next_version += 1;
-        let record =
-            VersionRecord { sha256, size_bytes: bytes.len() as u64, uploaded_at_ms, index, builtin: false, bytes };
+        let record = VersionRecord { sha256, size_bytes, uploaded_at_ms, index, builtin: false };
         entry.versions.insert(version, record);
         entry.default = Some(version);
         version
@@ -172,6 +152,14 @@ impl Catalog {
         self.models.get(name).and_then(|e| e.default)
     }
 
+    /// Blobs this catalog refers to: every stored version's file and every
+    /// staged chunk.
+    pub fn blob_refs(&self) -> BTreeSet<String> {
+        let files = self.versions().filter(|(_, _, r)| !r.builtin).map(|(_, _, r)| r.sha256.clone());
+        let chunks = self.staged.values().flat_map(|s| s.chunks.iter().cloned());
+        files.chain(chunks).collect()
+    }
+
     /// Every (name, version) pair, in order.
     pub fn versions(&self) -> impl Iterator<Item = (&str, u64, &VersionRecord)> {
         self.models.iter().flat_map(|(n, e)| e.versions.iter().map(move |(v, r)| (n.as_str(), *v, r)))
@@ -187,31 +175,34 @@ mod tests {
         let mut c = Catalog::default();
         assert_eq!(c.resolve(ECHO_MODEL, None), Ok(1));
         assert_eq!(c.next_version("m"), 1);
-        assert_eq!(c.upload("m", "a".into(), vec![1], 0, 5), 1);
+        assert_eq!(c.upload("m", "a".into(), 1, 0, 5), 1);
         assert_eq!(c.next_version("m"), 2);
-        assert_eq!(c.upload("m", "b".into(), vec![2], 0, 6), 2);
+        assert_eq!(c.upload("m", "b".into(), 1, 0, 6), 2);
         assert_eq!(c.resolve("m", None), Ok(2));
         assert_eq!(c.resolve("m", Some(1)), Ok(1));
         assert!(c.delete("m", 2).is_err(), "the default cannot be deleted");
         c.set_default("m", 1).unwrap();
         c.delete("m", 2).unwrap();
         assert!(c.resolve("m", Some(2)).is_err());
-        assert_eq!(c.upload("m", "c".into(), vec![3], 0, 7), 3, "numbers are never reused");
+        assert_eq!(c.upload("m", "c".into(), 1, 0, 7), 3, "numbers are never reused");
         assert!(c.resolve("nope", None).is_err());
     }
 
     #[test]
-    fn chunks_assemble_in_order_and_abandoned_uploads_expire() {
+    fn chunks_stage_in_order_and_abandoned_uploads_expire() {
         let mut c = Catalog::default();
-        c.stage_chunk(7, 0, vec![1, 2], 1_000).unwrap();
-        assert!(c.stage_chunk(7, 2, vec![9], 1_000).is_err(), "a gap is refused");
-        c.stage_chunk(7, 1, vec![3], 1_000).unwrap();
+        let h = |s: &str| s.to_string();
+        c.stage_chunk(7, 0, h("a"), 1_000).unwrap();
+        assert!(c.stage_chunk(7, 2, h("z"), 1_000).is_err(), "a gap is refused");
+        c.stage_chunk(7, 1, h("b"), 1_000).unwrap();
         assert!(c.take_staged(7, 3).is_err(), "wrong chunk count");
-        c.stage_chunk(8, 0, vec![1], 1_000).unwrap();
-        c.stage_chunk(8, 1, vec![2], 1_000).unwrap();
-        assert_eq!(c.take_staged(8, 2).unwrap(), vec![1, 2]);
-        c.stage_chunk(9, 0, vec![1], 1_000).unwrap();
-        c.stage_chunk(10, 0, vec![1], 1_000 + STAGED_UPLOAD_TTL_MS + 1).unwrap();
+        c.stage_chunk(8, 0, h("a"), 1_000).unwrap();
+        c.stage_chunk(8, 1, h("c"), 1_000).unwrap();
+        assert!(c.blob_refs().contains("c"), "staged chunks are referenced");
+        assert_eq!(c.take_staged(8, 2).unwrap(), vec![h("a"), h("c")]);
+        assert!(!c.blob_refs().contains("c"));
+        c.stage_chunk(9, 0, h("d"), 1_000).unwrap();
+        c.stage_chunk(10, 0, h("e"), 1_000 + STAGED_UPLOAD_TTL_MS + 1).unwrap();
         assert!(!c.staged.contains_key(&9), "an abandoned upload is dropped by age");
     }
 }

@@ -6,8 +6,9 @@
 
 use boat_serving::{ModelMeta, ModelRegistry, Output, ServingError, Tensor};
 
-use crate::catalog::{Catalog, VersionRecord};
-use crate::command::{sha256_hex, PredictResult};
+use super::catalog::{Catalog, VersionRecord};
+use super::command::PredictResult;
+use crate::blobs::BlobStore;
 
 /// Name of the model every cluster starts with.
 pub const ECHO_MODEL: &str = "echo";
@@ -27,29 +28,34 @@ impl Executor {
         &self.registry
     }
 
-    /// Loads one catalog version after checking its checksum.
-    pub fn load_version(&self, name: &str, version: u64, record: &VersionRecord) -> Result<ModelMeta, ServingError> {
-        let bytes: &[u8] = if record.builtin { boat_serving::ECHO_ONNX } else { &record.bytes };
-        let actual = sha256_hex(bytes);
-        if actual != record.sha256 {
-            return Err(ServingError::InvalidModel(format!(
-                "{name} version {version}: sha256 is {actual}, the log says {}",
-                record.sha256
-            )));
+    /// Loads one catalog version from the blob store (which checks the
+    /// bytes against their hash).
+    pub fn load_version(
+        &self,
+        blobs: &BlobStore,
+        name: &str,
+        version: u64,
+        record: &VersionRecord,
+    ) -> Result<ModelMeta, ServingError> {
+        if record.builtin {
+            return self.registry.load(name, version, boat_serving::ECHO_ONNX);
         }
-        self.registry.load(name, version, bytes)
+        let bytes = blobs
+            .read(&record.sha256)
+            .map_err(|e| ServingError::InvalidModel(format!("{name} version {version}: {e}")))?;
+        self.registry.load(name, version, &bytes)
     }
 
     /// Makes the loaded models match the catalog: loads what is missing and
     /// unloads what the catalog no longer has. Used after a snapshot is
     /// restored or installed. Returns the versions that failed to load.
-    pub fn sync_catalog(&self, catalog: &Catalog) -> Vec<(String, u64, ServingError)> {
+    pub fn sync_catalog(&self, catalog: &Catalog, blobs: &BlobStore) -> Vec<(String, u64, ServingError)> {
         let mut failures = Vec::new();
         for (name, version, record) in catalog.versions() {
             if self.registry.contains(name, version) {
                 continue;
             }
-            match self.load_version(name, version, record) {
+            match self.load_version(blobs, name, version, record) {
                 Ok(_) => tracing::info!(model = name, version, "loaded model"),
                 Err(e) => {
                     tracing::error!(model = name, version, error = %e, "cannot load a model of the catalog");

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::command::{Command, CommandResult, PredictBatch, PredictOutcome, PredictRequest};
+use super::command::{PredictBatch, PredictOutcome, PredictRequest, ServingCommand, ServingResult};
 use crate::commit::CommitTracker;
+use crate::domains::{Command, CommandResult};
+use crate::payload::LogPayload;
 use crate::node::{map_write_error, WriteError};
 use crate::types::{LogId, Raft};
 
@@ -83,8 +85,8 @@ impl Batcher {
     pub fn new(raft: Raft, tracker: CommitTracker, config: BatchConfig) -> Self {
         let admission = Arc::new(Semaphore::new(config.queue_capacity));
         // Random high bits: tags from an earlier run of this node never
-        // match this run's.
-        let next_tag = Arc::new(AtomicU64::new(rand::random::<u64>() & !0xffff_ffff));
+        // match this run's. Never 0, which means "untracked".
+        let next_tag = Arc::new(AtomicU64::new((rand::random::<u64>() & !0xffff_ffff) | (1 << 32)));
         Self { raft, tracker, config, admission, queues: Mutex::new(HashMap::new()), next_tag }
     }
 
@@ -175,7 +177,7 @@ async fn propose(
         waiters.push((job.committed, job.outcome, job._admission));
     }
     metrics::histogram!("boat_entry_requests").record(requests.len() as f64);
-    let batch = PredictBatch { tag, model, version, proposed_at_ms: now_ms(), requests };
+    let batch = PredictBatch { model, version, proposed_at_ms: now_ms(), requests };
     let commit_rx = tracker.register(tag);
     let (commit_senders, outcome_senders): (Vec<_>, Vec<_>) =
         waiters.into_iter().map(|(c, o, permit)| (c, (o, permit))).unzip();
@@ -193,11 +195,14 @@ async fn propose(
         None
     });
 
-    let written = raft.client_write(Command::PredictBatch(batch)).await;
+    let payload = LogPayload::tagged(tag, Command::Serving(ServingCommand::PredictBatch(batch)));
+    let written = raft.client_write(payload).await;
     tracker.forget(tag);
     let result: Result<Vec<PredictOutcome>, WriteError> = match written {
         Ok(resp) => match resp.data {
-            CommandResult::Predicted(outcomes) if outcomes.len() == outcome_senders.len() => Ok(outcomes),
+            CommandResult::Serving(ServingResult::Predicted(outcomes)) if outcomes.len() == outcome_senders.len() => {
+                Ok(outcomes)
+            }
             other => Err(WriteError::Fatal(format!("a prediction entry produced {other:?}"))),
         },
         Err(e) => Err(map_write_error(e)),

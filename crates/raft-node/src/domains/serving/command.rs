@@ -1,17 +1,17 @@
-//! The replicated command set: what goes into a log entry (`Command`) and what
-//! applying it yields (`CommandResult`).
+//! The serving domain's commands (what goes into a log entry) and results
+//! (what applying one yields).
 //!
-//! Everything here is encoded with bincode, both on disk and on the wire, so
-//! the types stay plain: tensors use the serving crate's compact encoding and
-//! nothing holds a self-describing `serde_json::Value`.
+//! Everything here is encoded with bincode inside a versioned log payload,
+//! so the types stay plain: tensors use the serving crate's compact encoding
+//! and nothing holds a self-describing `serde_json::Value`.
 
 use boat_serving::{Output, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// One entry's application payload.
+/// Commands of the serving domain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Command {
+pub enum ServingCommand {
     /// Requests for one model, packed by the leader into one entry.
     PredictBatch(PredictBatch),
     /// One piece of a model file being uploaded (see `UploadModel`).
@@ -23,17 +23,11 @@ pub enum Command {
     SetDefault { name: String, version: u64 },
     /// Remove a version that is not the default.
     DeleteVersion { name: String, version: u64 },
-    /// The leader's state digest at `upto`. Every replica compares it with
-    /// its own digest at that index and reports a mismatch.
-    Checkpoint { upto: u64, digest: String },
 }
 
 /// Requests the leader packed into one log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictBatch {
-    /// Node-local tag the proposing leader uses to learn when this entry
-    /// commits; meaningless to other nodes.
-    pub tag: u64,
     pub model: String,
     /// A pinned version, or `None` for the default version at this entry.
     pub version: Option<u64>,
@@ -73,8 +67,9 @@ impl PredictRequest {
 /// (openraft gives an append one heartbeat interval to complete).
 pub const UPLOAD_CHUNK_BYTES: usize = 1024 * 1024;
 
-/// A piece of a model file, staged in the replicated state until the
-/// `UploadModel` entry that names its upload.
+/// A piece of a model file. Applying it stores the bytes in the node's blob
+/// store and stages their hash in the catalog until the `UploadModel` entry
+/// that names its upload.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadChunk {
     /// Chosen by the leader for this upload.
@@ -108,43 +103,13 @@ pub struct UploadModel {
     pub uploaded_at_ms: u64,
 }
 
-/// What applying an entry produced.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub enum CommandResult {
-    /// Blank, membership and checkpoint entries produce nothing.
-    #[default]
-    None,
+/// What applying a serving command produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServingResult {
     /// One outcome per request of a `PredictBatch`, in order.
     Predicted(Vec<PredictOutcome>),
     /// A model change took effect.
     ModelChanged(ModelChange),
-    /// A model command was refused (for example, deleting the default).
-    Refused(Refusal),
-}
-
-/// Why a model command had no effect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusal {
-    pub kind: RefusalKind,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RefusalKind {
-    /// The model or version does not exist.
-    NotFound,
-    /// The command conflicts with the current state.
-    Conflict,
-}
-
-impl Refusal {
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self { kind: RefusalKind::NotFound, message: message.into() }
-    }
-
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self { kind: RefusalKind::Conflict, message: message.into() }
-    }
 }
 
 /// The effect of a model command.

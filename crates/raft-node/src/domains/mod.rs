@@ -1,0 +1,152 @@
+//! The replicated state machine, split by domain.
+//!
+//! Each domain owns its commands, its part of the applied state, its apply
+//! function and its own digest:
+//! - [`serving`]: predictions (with idempotency records) and the model catalog;
+//! - [`integrity`]: the state digest and the leader's checkpoints.
+//!
+//! [`Command`] and [`AppliedState`] hold one field or variant per domain, and
+//! [`apply_entries`] dispatches with one small match. Adding a domain means a
+//! new module, a variant here, a field in `AppliedState`, its digest in
+//! `AppliedState::seal` and one dispatch arm; adding a command touches only
+//! its domain's module (see ARCHITECTURE.md for keeping old data readable).
+
+pub mod integrity;
+pub mod serving;
+
+use std::collections::BTreeSet;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::EntryPayload;
+use serde::{Deserialize, Serialize};
+
+use crate::blobs::BlobStore;
+use crate::payload::LogPayload;
+use crate::types::{Entry, LogId, StoredMembership};
+use integrity::{Integrity, IntegrityCommand};
+use serving::{Executor, Retention, ServingCommand, ServingResult, ServingState};
+
+/// One entry's command, by domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    Serving(ServingCommand),
+    Integrity(IntegrityCommand),
+}
+
+/// What applying an entry produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// Blank, membership and checkpoint entries produce nothing.
+    #[default]
+    None,
+    Serving(ServingResult),
+    /// The command had no effect (for example, deleting a default version).
+    Refused(Refusal),
+}
+
+/// Why a command had no effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalKind {
+    /// What the command names does not exist.
+    NotFound,
+    /// The command conflicts with the current state.
+    Conflict,
+}
+
+impl Refusal {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { kind: RefusalKind::NotFound, message: message.into() }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self { kind: RefusalKind::Conflict, message: message.into() }
+    }
+}
+
+/// Node-local resources the domains use while applying; never replicated,
+/// and never read in a way that could make replicas differ.
+#[derive(Clone)]
+pub struct ApplyEnv {
+    pub executor: Executor,
+    pub blobs: BlobStore,
+    pub retention: Retention,
+}
+
+/// The replicated, snapshotted state of one node: identical on every
+/// replica at the same log index.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub serving: ServingState,
+    pub integrity: Integrity,
+}
+
+impl AppliedState {
+    /// The state digest replicas compare.
+    pub fn digest(&self) -> &str {
+        &self.integrity.digest
+    }
+
+    /// Marks `log_id` applied and folds the domains' digests into the state
+    /// digest. Every entry is sealed once, in log order.
+    pub(crate) fn seal(&mut self, log_id: LogId) {
+        self.last_applied = Some(log_id);
+        self.integrity.observe(log_id.index, &[("serving", self.serving.digest())]);
+    }
+
+    /// Every blob (by SHA-256) the state refers to; the blob store keeps them.
+    pub fn blob_refs(&self) -> BTreeSet<String> {
+        self.serving.blob_refs()
+    }
+}
+
+pub(crate) fn write(state: &RwLock<AppliedState>) -> RwLockWriteGuard<'_, AppliedState> {
+    // A poisoned lock still holds the last consistent state: only apply
+    // writes it, and each write is a single assignment or fold.
+    state.write().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn read(state: &RwLock<AppliedState>) -> RwLockReadGuard<'_, AppliedState> {
+    state.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Applies entries in log order and returns one result per entry.
+///
+/// The serving domain may hold predictions back to run several entries'
+/// requests in one ONNX Runtime call; it finishes them before any entry of
+/// another kind is applied, so every entry still takes effect in log order.
+pub fn apply_entries(state: &RwLock<AppliedState>, env: &ApplyEnv, entries: Vec<Entry>) -> Vec<CommandResult> {
+    let mut results = vec![CommandResult::None; entries.len()];
+    let mut serving = serving::Applier::new(state, env);
+    for (pos, entry) in entries.into_iter().enumerate() {
+        let log_id = entry.log_id;
+        if let EntryPayload::Normal(LogPayload { command: Command::Serving(cmd), .. }) = entry.payload {
+            serving.apply(pos, log_id, cmd, &mut results);
+            continue;
+        }
+        serving.flush(&mut results);
+        let mut s = write(state);
+        results[pos] = match entry.payload {
+            EntryPayload::Normal(LogPayload { command: Command::Integrity(cmd), .. }) => {
+                integrity::apply(&mut s.integrity, log_id.index, cmd)
+            }
+            EntryPayload::Membership(m) => {
+                s.membership = StoredMembership::new(Some(log_id), m);
+                CommandResult::None
+            }
+            EntryPayload::Blank | EntryPayload::Normal(LogPayload { command: Command::Serving(_), .. }) => {
+                CommandResult::None
+            }
+        };
+        s.seal(log_id);
+    }
+    serving.flush(&mut results);
+    results
+}
