@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use boat_raft::command::sha256_hex;
+use boat_raft::sha256_hex;
 use boat_tests::{model_path, others, Sandbox};
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 
 use crate::error::ApiError;
 use crate::server::HttpConfig;
@@ -16,20 +16,17 @@ pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// Requires `Authorization: Bearer <admin token>`.
 pub fn require_admin(config: &HttpConfig, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = config.admin_token.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "no admin token is configured on this node; start it with --admin-token-file",
-        ));
+        return Err(ApiError::forbidden("no admin token is configured on this node; start it with --admin-token-file"));
     };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>"))?;
+        .ok_or_else(|| ApiError::unauthenticated("missing Authorization: Bearer <admin token>"))?;
     if same_secret(given.trim().as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "wrong admin token"))
+        Err(ApiError::forbidden("wrong admin token"))
     }
 }
 
@@ -45,6 +42,7 @@ pub fn require_control(config: &HttpConfig, peer: SocketAddr, headers: &HeaderMa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use std::time::Duration;
 
     fn config(token: Option<&str>, listen: &str) -> HttpConfig {
@@ -53,6 +51,7 @@ mod tests {
             max_body_bytes: 1,
             max_model_bytes: 1,
             write_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
             admin_token: token.map(str::to_string),
         }
     }
@@ -74,10 +73,10 @@ mod tests {
     fn admin_writes_need_the_right_token() {
         let c = config(Some("s3cret"), "127.0.0.1:1");
         assert!(require_admin(&c, &bearer("s3cret")).is_ok());
-        assert_eq!(require_admin(&c, &bearer("nope")).unwrap_err().status, StatusCode::FORBIDDEN);
-        assert_eq!(require_admin(&c, &HeaderMap::new()).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(require_admin(&c, &bearer("nope")).unwrap_err().http_status(), StatusCode::FORBIDDEN);
+        assert_eq!(require_admin(&c, &HeaderMap::new()).unwrap_err().http_status(), StatusCode::UNAUTHORIZED);
         let none = config(None, "127.0.0.1:1");
-        assert_eq!(require_admin(&none, &bearer("s3cret")).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(require_admin(&none, &bearer("s3cret")).unwrap_err().http_status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

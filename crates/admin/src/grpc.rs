@@ -15,29 +15,31 @@
 //! **A thin adapter.** Inference goes through the same service as HTTP,
 //! [`AppState::infer`], always waiting for the result (asynchronous
 //! inference stays an HTTP feature: its result is fetched over HTTP).
-//! Metadata and readiness call the `v2` handlers themselves and convert their
-//! answers, so both surfaces say the same thing. The idempotency key comes
+//! Metadata and readiness call the same domain functions as the `v2`
+//! handlers (`service`), after the same read barrier: linearizable unless
+//! the `x-boat-consistency: stale` metadata entry asks otherwise. Errors
+//! are [`ApiError`]s rendered by [`ApiError::into_status`]. The idempotency key comes
 //! from the request parameter `idempotency_key` (string) or the
 //! `idempotency-key` metadata entry, checked as over HTTP. All message
 //! conversions and the error mapping live in [`crate::grpc_convert`].
 //!
 //! **Followers.** Writes go to the leader. A follower answers ModelInfer with
 //! `UNAVAILABLE`, naming the leader's address (HTTP and gRPC alike) in the
-//! message and in the `x-boat-leader` metadata entry. Metadata and readiness
-//! are answered by any node.
+//! message and in the `x-boat-leader` (address) and `x-boat-leader-id`
+//! metadata entries. Metadata and readiness are answered by any node.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use boat_raft::PredictResult;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
+use crate::consistency::Consistency;
 use crate::error::ApiError;
 use crate::grpc_convert as convert;
 use crate::inference::{outcome_error, Answer, Call, Inputs, Mode};
 use crate::predict::request_key;
 use crate::server::AppState;
-use crate::v2;
+use crate::service::{SERVER_EXTENSIONS, SERVER_NAME};
 
 /// Code generated from `proto/grpc_predict_v2.proto`: messages, the server
 /// and a client (used by tests and tools).
@@ -47,10 +49,6 @@ pub mod pb {
 }
 
 use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
-
-/// The path a follower's redirect would name; gRPC clients only see the
-/// leader's address, but the domain service wants a path.
-const INFER_PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 /// The gRPC service as axum routes, ready to merge into the HTTP router.
 pub fn router(app: AppState) -> axum::Router {
@@ -70,47 +68,61 @@ struct Inference {
 type Answered<T> = Result<Response<T>, Status>;
 
 fn answer<T>(r: Result<T, ApiError>) -> Answered<T> {
-    r.map(Response::new).map_err(convert::status)
+    r.map(Response::new).map_err(ApiError::into_status)
+}
+
+/// A requested version: absent or empty means the default.
+fn version_of(v: Option<String>) -> Result<Option<u64>, ApiError> {
+    convert::version(v.as_deref())
+}
+
+impl Inference {
+    /// The read barrier for metadata and readiness, with the consistency
+    /// the `x-boat-consistency` metadata entry asks for.
+    async fn barrier(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), ApiError> {
+        let headers = metadata.clone().into_headers();
+        self.app.read_barrier(Consistency::from_request(None, &headers)?).await
+    }
 }
 
 #[tonic::async_trait]
 impl GrpcInferenceService for Inference {
     async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Answered<pb::ServerLiveResponse> {
-        let v = v2::live().await.0;
-        answer(Ok(pb::ServerLiveResponse { live: convert::flag(&v, "live") }))
+        answer(Ok(pb::ServerLiveResponse { live: true }))
     }
 
     /// Not ready is an answer (`ready: false`), not an error, as the
     /// protocol has it; HTTP says the same with a 503.
     async fn server_ready(&self, _: Request<pb::ServerReadyRequest>) -> Answered<pb::ServerReadyResponse> {
-        let resp = v2::ready(State(self.app.clone())).await;
-        answer(Ok(pb::ServerReadyResponse { ready: resp.status().is_success() }))
+        answer(Ok(pb::ServerReadyResponse { ready: self.app.server_ready().is_ok() }))
     }
 
     /// Ready when the model (version) resolves and is loaded; an unknown
     /// model is `NOT_FOUND`, as it is a 404 over HTTP.
     async fn model_ready(&self, req: Request<pb::ModelReadyRequest>) -> Answered<pb::ModelReadyResponse> {
-        let req = req.into_inner();
-        let app = State(self.app.clone());
-        let v = match req.version.filter(|v| !v.is_empty()) {
-            None => v2::model_ready(app, Path(req.name)).await,
-            Some(version) => v2::version_ready(app, Path((req.name, version))).await,
+        let ready = async {
+            self.barrier(req.metadata()).await?;
+            let req = req.get_ref();
+            self.app.model_ready(&req.name, version_of(req.version.clone())?)
         };
-        answer(v.map(|v| pb::ModelReadyResponse { ready: convert::flag(&v.0, "ready") }))
+        answer(ready.await.map(|_| pb::ModelReadyResponse { ready: true }))
     }
 
     async fn server_metadata(&self, _: Request<pb::ServerMetadataRequest>) -> Answered<pb::ServerMetadataResponse> {
-        answer(convert::server_metadata(v2::server_metadata().await.0))
+        answer(Ok(pb::ServerMetadataResponse {
+            name: SERVER_NAME.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            extensions: SERVER_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        }))
     }
 
     async fn model_metadata(&self, req: Request<pb::ModelMetadataRequest>) -> Answered<pb::ModelMetadataResponse> {
-        let req = req.into_inner();
-        let app = State(self.app.clone());
-        let v = match req.version.filter(|v| !v.is_empty()) {
-            None => v2::model_metadata(app, Path(req.name)).await,
-            Some(version) => v2::version_metadata(app, Path((req.name, version))).await,
+        let metadata = async {
+            self.barrier(req.metadata()).await?;
+            let req = req.get_ref();
+            self.app.model_metadata(&req.name, version_of(req.version.clone())?)
         };
-        answer(v.and_then(|v| convert::model_metadata(v.0)))
+        answer(metadata.await.map(convert::model_metadata))
     }
 
     async fn model_infer(&self, req: Request<pb::ModelInferRequest>) -> Answered<pb::ModelInferResponse> {
@@ -138,7 +150,6 @@ impl Inference {
             inputs: Inputs::Tensors(convert::infer_inputs(req.inputs, req.raw_input_contents)?),
             key,
             mode: Mode::Wait,
-            path: INFER_PATH.to_string(),
         };
         match self.app.infer(call).await? {
             Answer::Done(o) => {
@@ -146,14 +157,12 @@ impl Inference {
                     return Err(e);
                 }
                 let PredictResult::Output(outputs) = &o.result else {
-                    return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "an outcome without outputs"));
+                    return Err(ApiError::internal("an outcome without outputs"));
                 };
                 Ok(convert::infer_response(&o, outputs, &req.id, self.app.node.id()))
             }
             // Mode::Wait never answers at commit time.
-            Answer::Accepted { .. } => {
-                Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "a waiting request was answered at commit time"))
-            }
+            Answer::Accepted { .. } => Err(ApiError::internal("a waiting request was answered at commit time")),
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Every conversion between the Open Inference Protocol's gRPC messages
-//! ([`crate::grpc::pb`]) and Boat's domain types, plus the one mapping from
-//! [`ApiError`] to a gRPC [`Status`]. The handlers in [`crate::grpc`] only
+//! ([`crate::grpc::pb`]) and Boat's domain types. The handlers in [`crate::grpc`] only
 //! call into here, so the wire rules live in one place:
 //!
 //! **Inputs, typed.** Each input's elements sit in the `contents` field that
@@ -32,20 +31,18 @@
 //! `"JSON"` and shape `[n]`, as over HTTP, and element `i`'s JSON text (UTF-8)
 //! in `bytes_contents[i]` (or length-prefixed in the raw form).
 //!
-//! **Errors** map by HTTP status (see [`status`]), so gRPC and HTTP refuse the
-//! same requests for the same reasons.
+//! **Errors** are [`ApiError`]s; their kind decides the gRPC code (see
+//! `crate::error`), so gRPC and HTTP refuse the same requests for the same
+//! reasons.
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
 use boat_raft::PredictOutcome;
+use boat_serving::oip::ModelMetadata;
 use boat_serving::output::JSON_DATATYPE;
 use boat_serving::tensor::element_count;
 use boat_serving::{f16, DataType, Output, Tensor, TensorData};
-use serde::Deserialize;
 use serde_json::Value;
-use tonic::metadata::MetadataValue;
-use tonic::{Code, Status};
 
 use crate::error::ApiError;
 use crate::grpc::pb::infer_parameter::ParameterChoice;
@@ -53,58 +50,16 @@ use crate::grpc::pb::model_infer_request::{InferInputTensor, InferRequestedOutpu
 use crate::grpc::pb::model_infer_response::InferOutputTensor;
 use crate::grpc::pb::model_metadata_response::TensorMetadata;
 use crate::grpc::pb::{
-    InferParameter, InferTensorContents, ModelInferResponse, ModelMetadataResponse, ServerMetadataResponse,
+    InferParameter, InferTensorContents, ModelInferResponse, ModelMetadataResponse,
 };
 
-/// Metadata key carrying the leader's HTTP address (which also serves gRPC)
-/// on an `UNAVAILABLE` answer from a follower.
-pub const LEADER_KEY: &str = "x-boat-leader";
-
 type Params = HashMap<String, InferParameter>;
-
-// ---- errors ---------------------------------------------------------------
-
-/// The one mapping from Boat's API errors to gRPC statuses. A redirect (307)
-/// cannot be followed by a gRPC client, so it becomes `UNAVAILABLE` naming
-/// the leader, in the message for people and in [`LEADER_KEY`] for programs.
-pub fn status(e: ApiError) -> Status {
-    let code = match e.status.as_u16() {
-        400 | 422 => Code::InvalidArgument,
-        404 => Code::NotFound,
-        409 => Code::AlreadyExists,
-        429 => Code::ResourceExhausted,
-        307 | 503 => Code::Unavailable,
-        _ => Code::Internal,
-    };
-    let field = |k: &str| e.fields.get(k).and_then(Value::as_str).map(str::to_string);
-    let leader = field("leader_http").filter(|_| e.status == StatusCode::TEMPORARY_REDIRECT);
-    let message = match &leader {
-        Some(http) => format!("{}; this node is a follower, the leader serves gRPC at {http}", e.message),
-        None => e.message.clone(),
-    };
-    let mut s = Status::new(code, message);
-    let md = s.metadata_mut();
-    // Values that are not valid metadata (never expected) are left out rather
-    // than failing the error path.
-    if let Some(v) = leader.and_then(|h| MetadataValue::try_from(h.as_str()).ok()) {
-        md.insert(LEADER_KEY, v);
-    }
-    if let Some(v) = field("id").and_then(|id| MetadataValue::try_from(id.as_str()).ok()) {
-        md.insert("x-boat-request-id", v);
-    }
-    if let Some(secs) = e.retry_after_s {
-        md.insert("retry-after", MetadataValue::from(secs));
-    }
-    s
-}
 
 fn invalid(message: String) -> ApiError {
     ApiError::unprocessable(message)
 }
 
-fn internal(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
-}
+
 
 // ---- request fields -------------------------------------------------------
 
@@ -116,7 +71,7 @@ pub fn version(v: Option<&str>) -> Result<Option<u64>, ApiError> {
         Some(v) => v
             .parse()
             .map(Some)
-            .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("version {v:?} is not a number"))),
+            .map_err(|_| ApiError::not_found(format!("version {v:?} is not a number"))),
     }
 }
 
@@ -463,56 +418,17 @@ fn raw_contents(out: &Output) -> Vec<u8> {
 // The JSON that `v2` renders, read back. gRPC metadata is converted from
 // it rather than rebuilt, so the two surfaces cannot drift apart.
 
-#[derive(Deserialize)]
-struct ServerJson {
-    name: String,
-    version: String,
-    #[serde(default)]
-    extensions: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ModelJson {
-    name: String,
-    versions: Vec<String>,
-    platform: String,
-    inputs: Vec<IoJson>,
-    outputs: Vec<IoJson>,
-}
-
-#[derive(Deserialize)]
-struct IoJson {
-    name: String,
-    datatype: String,
-    shape: Vec<i64>,
-}
-
-impl From<IoJson> for TensorMetadata {
-    fn from(io: IoJson) -> Self {
-        TensorMetadata { name: io.name, datatype: io.datatype, shape: io.shape }
-    }
-}
-
-pub fn server_metadata(v: Value) -> Result<ServerMetadataResponse, ApiError> {
-    let s: ServerJson = serde_json::from_value(v).map_err(|e| internal(format!("server metadata: {e}")))?;
-    Ok(ServerMetadataResponse { name: s.name, version: s.version, extensions: s.extensions })
-}
-
-pub fn model_metadata(v: Value) -> Result<ModelMetadataResponse, ApiError> {
-    let m: ModelJson = serde_json::from_value(v).map_err(|e| internal(format!("model metadata: {e}")))?;
-    Ok(ModelMetadataResponse {
+/// The protocol's model metadata as its gRPC message.
+pub fn model_metadata(m: ModelMetadata) -> ModelMetadataResponse {
+    let tensor = |t: boat_serving::oip::TensorMetadata| TensorMetadata { name: t.name, datatype: t.datatype, shape: t.shape };
+    ModelMetadataResponse {
         name: m.name,
         versions: m.versions,
         platform: m.platform,
-        inputs: m.inputs.into_iter().map(Into::into).collect(),
-        outputs: m.outputs.into_iter().map(Into::into).collect(),
+        inputs: m.inputs.into_iter().map(tensor).collect(),
+        outputs: m.outputs.into_iter().map(tensor).collect(),
         properties: HashMap::new(),
-    })
-}
-
-/// `{"live": bool}` or `{"ready": bool}` as rendered by `v2`.
-pub fn flag(v: &Value, key: &str) -> bool {
-    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+    }
 }
 
 #[cfg(test)]
@@ -561,16 +477,5 @@ mod tests {
         let fp = InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() };
         assert!(typed("FP16", fp.clone()).unwrap_err().message.contains("raw_input_contents"));
         assert!(typed("JSON", fp).is_err());
-    }
-
-    #[test]
-    fn leader_redirect_becomes_unavailable() {
-        let e =
-            ApiError::new(StatusCode::TEMPORARY_REDIRECT, "node 2 is the leader").with("leader_http", "127.0.0.1:9");
-        let s = status(e);
-        assert_eq!(s.code(), Code::Unavailable);
-        assert!(s.message().contains("127.0.0.1:9"));
-        assert_eq!(s.metadata().get(LEADER_KEY).and_then(|v| v.to_str().ok()), Some("127.0.0.1:9"));
-        assert_eq!(status(ApiError::unprocessable("x")).code(), Code::InvalidArgument);
     }
 }

@@ -5,12 +5,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::http::StatusCode;
 use boat_raft::{PredictOutcome, PredictRequest, PredictResult, WriteError};
 use boat_serving::{ServingError, Tensor};
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::server::AppState;
 
 /// What the client sent as input.
@@ -19,6 +18,38 @@ pub enum Inputs {
     Boat(Value),
     /// OIP tensors.
     Tensors(Vec<Tensor>),
+}
+
+/// Elements above which converting and checking inputs moves off the async
+/// runtime (a few microseconds of work at most stays inline).
+const INLINE_CHECK_ELEMENTS: usize = 2048;
+
+impl Inputs {
+    fn is_small(&self) -> bool {
+        match self {
+            Inputs::Tensors(t) => t.iter().map(|t| t.data().len()).sum::<usize>() <= INLINE_CHECK_ELEMENTS,
+            Inputs::Boat(v) => json_is_small(v),
+        }
+    }
+}
+
+/// Whether converting `v` is cheap enough to do on the async runtime.
+pub(crate) fn json_is_small(v: &Value) -> bool {
+    let mut budget = INLINE_CHECK_ELEMENTS;
+    json_within(v, &mut budget)
+}
+
+/// Whether `v` has at most `budget` values; stops counting once over.
+fn json_within(v: &Value, budget: &mut usize) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match v {
+        Value::Array(items) => items.iter().all(|i| json_within(i, budget)),
+        Value::Object(map) => map.values().all(|i| json_within(i, budget)),
+        _ => true,
+    }
 }
 
 /// Wait for the result, or answer as soon as the request is committed.
@@ -38,8 +69,6 @@ pub struct Call {
     /// Idempotency key.
     pub key: Option<String>,
     pub mode: Mode,
-    /// Path to redirect to when this node is not the leader.
-    pub path: String,
 }
 
 pub enum Answer {
@@ -55,30 +84,11 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Redirect to the leader, or 503 when none is known.
-pub fn not_leader(leader_id: Option<u64>, leader_http: Option<String>, path: &str) -> ApiError {
-    match (leader_id, leader_http) {
-        (Some(id), Some(http)) => {
-            let mut e =
-                ApiError::new(StatusCode::TEMPORARY_REDIRECT, format!("node {id} is the leader; send writes there"))
-                    .with("leader_id", id)
-                    .with("leader_http", http.clone());
-            e.location = Some(format!("http://{http}{path}"));
-            e
-        }
-        _ => ApiError::unavailable("no leader is known right now; an election is probably under way", 1),
-    }
-}
-
-/// Maps a write failure to its HTTP answer.
-pub fn write_error(e: WriteError, path: &str, id: Option<&str>) -> ApiError {
+/// Maps a write failure to its answer.
+pub fn write_error(e: WriteError, id: Option<&str>) -> ApiError {
     let e = match e {
-        WriteError::NotLeader { leader_id, leader_http } => return not_leader(leader_id, leader_http, path),
-        WriteError::Overloaded => {
-            let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many requests are queued; retry shortly");
-            e.retry_after_s = Some(1);
-            e
-        }
+        WriteError::NotLeader { leader_id, leader_http } => return ApiError::not_leader(leader_id, leader_http),
+        WriteError::Overloaded => ApiError::overloaded("too many requests are queued; retry shortly"),
         WriteError::Lost => ApiError::unavailable(
             "leadership changed before the request committed; retry (with the same idempotency key)",
             1,
@@ -97,8 +107,8 @@ pub fn outcome_error(o: &PredictOutcome) -> Option<ApiError> {
         PredictResult::Output(_) => return None,
         PredictResult::InvalidInput(m) => ApiError::unprocessable(format!("invalid input: {m}")),
         PredictResult::ModelError(m) => ApiError::unprocessable(format!("the model failed on this input: {m}")),
-        PredictResult::UnknownModel(m) => ApiError::new(StatusCode::NOT_FOUND, m.clone()),
-        PredictResult::KeyConflict(m) => ApiError::new(StatusCode::CONFLICT, m.clone()),
+        PredictResult::UnknownModel(m) => ApiError::not_found(m.clone()),
+        PredictResult::KeyConflict(m) => ApiError::conflict(m.clone()),
     };
     Some(
         e.with("id", o.id.clone())
@@ -113,9 +123,9 @@ fn serving_error(e: ServingError) -> ApiError {
     match e {
         ServingError::InvalidInput(m) => ApiError::unprocessable(m),
         ServingError::UnknownModel { name, version } => {
-            ApiError::new(StatusCode::NOT_FOUND, format!("model {name:?} version {version} is not loaded here"))
+            ApiError::not_found(format!("model {name:?} version {version} is not loaded here"))
         }
-        other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        other => ApiError::internal(other.to_string()),
     }
 }
 
@@ -133,9 +143,9 @@ impl AppState {
             Ok(Answer::Done(o)) if matches!(o.result, PredictResult::Output(_)) => "ok",
             Ok(Answer::Done(_)) => "rejected_by_model",
             Ok(Answer::Accepted { .. }) => "accepted",
-            Err(e) if e.status == StatusCode::TEMPORARY_REDIRECT => "redirected",
-            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => "overloaded",
-            Err(e) if e.status.is_client_error() => "invalid",
+            Err(e) if matches!(e.kind, ErrorKind::NotLeader { .. }) => "redirected",
+            Err(e) if e.kind == ErrorKind::Overloaded => "overloaded",
+            Err(e) if e.http_status().is_client_error() => "invalid",
             Err(_) => "unavailable",
         };
         count(&model, label);
@@ -146,27 +156,14 @@ impl AppState {
         let node = &self.node;
         if !node.is_leader() {
             let s = node.status();
-            return Err(not_leader(s.leader_id, s.leader_http, &call.path));
+            return Err(ApiError::not_leader(s.leader_id, s.leader_http));
         }
-        let resolved = node.state().read().catalog.resolve(&call.model, call.version);
-        let version =
-            resolved.map_err(|m| ApiError::new(StatusCode::NOT_FOUND, m).with("model", call.model.clone()))?;
-        let registry = node.executor().registry();
-        let inputs = match call.inputs {
-            Inputs::Boat(v) => registry.boat_inputs(&call.model, version, &v),
-            Inputs::Tensors(t) => registry.check(&call.model, version, t),
-        }
-        .map_err(serving_error)?;
-        if let Some(wanted) = &call.outputs {
-            let meta = registry
-                .meta(&call.model, version)
-                .ok_or_else(|| serving_error(ServingError::UnknownModel { name: call.model.clone(), version }))?;
-            boat_serving::oip::check_requested_outputs(&meta, wanted).map_err(serving_error)?;
-        }
+        let resolved = node.state().read().serving.catalog.resolve(&call.model, call.version);
+        let version = resolved.map_err(|m| ApiError::not_found(m).with("model", call.model.clone()))?;
+        let inputs = self.validate_inputs(&call.model, version, call.inputs, call.outputs.as_deref()).await?;
         let id = call.key.unwrap_or_else(new_request_id);
         let request = PredictRequest { id: id.clone(), inputs, outputs: call.outputs };
-        let ticket =
-            node.submit(&call.model, call.version, request).map_err(|e| write_error(e, &call.path, Some(&id)))?;
+        let ticket = node.submit(&call.model, call.version, request).map_err(|e| write_error(e, Some(&id)))?;
 
         let timeout = self.config.write_timeout;
         let timed_out = || {
@@ -184,7 +181,7 @@ impl AppState {
             Mode::Wait => match tokio::time::timeout(timeout, ticket.outcome).await {
                 Err(_) => Err(timed_out()),
                 Ok(Err(_)) => Err(gone()),
-                Ok(Ok(Err(e))) => Err(write_error(e, &call.path, Some(&id))),
+                Ok(Ok(Err(e))) => Err(write_error(e, Some(&id))),
                 Ok(Ok(Ok(outcome))) => Ok(Answer::Done(outcome)),
             },
             Mode::Async => {
@@ -192,7 +189,7 @@ impl AppState {
                 let answer = match tokio::time::timeout(timeout, ticket.committed).await {
                     Err(_) => Err(timed_out()),
                     Ok(Err(_)) => Err(gone()),
-                    Ok(Ok(Err(e))) => Err(write_error(e, &call.path, Some(&id))),
+                    Ok(Ok(Err(e))) => Err(write_error(e, Some(&id))),
                     Ok(Ok(Ok(log_id))) => {
                         Ok(Answer::Accepted { id: id.clone(), index: log_id.index, term: log_id.leader_id.term })
                     }
@@ -207,6 +204,37 @@ impl AppState {
                 answer
             }
         }
+    }
+
+    /// Converts and checks the inputs against the model's signature. Small
+    /// inputs are checked inline; large ones on a blocking thread, so that
+    /// converting megabytes of JSON never stalls the async runtime.
+    async fn validate_inputs(
+        &self,
+        model: &str,
+        version: u64,
+        inputs: Inputs,
+        outputs: Option<&[String]>,
+    ) -> Result<Vec<Tensor>, ApiError> {
+        let registry = self.node.executor().registry().clone();
+        if let Some(wanted) = outputs {
+            let meta = registry
+                .meta(model, version)
+                .ok_or_else(|| serving_error(ServingError::UnknownModel { name: model.to_string(), version }))?;
+            boat_serving::oip::check_requested_outputs(&meta, wanted).map_err(serving_error)?;
+        }
+        let model = model.to_string();
+        let small = inputs.is_small();
+        let check = move || match inputs {
+            Inputs::Boat(v) => registry.boat_inputs(&model, version, &v),
+            Inputs::Tensors(t) => registry.check(&model, version, t),
+        };
+        let checked = if small {
+            check()
+        } else {
+            tokio::task::spawn_blocking(check).await.map_err(|e| ApiError::internal(e.to_string()))?
+        };
+        checked.map_err(serving_error)
     }
 
     fn pending_insert(&self, id: &str) {

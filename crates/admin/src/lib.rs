@@ -3,6 +3,9 @@
 //! Modules:
 //! - [`server`]: router, shared state, bind and graceful shutdown.
 //! - [`inference`]: the one prediction service behind every surface.
+//! - [`service`]: the read side of the serving domain (model resolution,
+//!   metadata, readiness), shared by every surface.
+//! - [`consistency`]: linearizable reads by default, `stale` on request.
 //! - [`predict`]: Boat's `POST /predict`.
 //! - [`v2`]: the Open Inference Protocol (KServe v2) over HTTP.
 //! - [`grpc`]: the same protocol over gRPC, on the HTTP port; its message
@@ -14,9 +17,10 @@
 //! - [`metrics`]: `GET /metrics` and the metric descriptions.
 //! - [`auth`]: bearer-token checks.
 //! - [`extract`]: JSON body extraction with JSON errors.
-//! - [`error`]: the single error-to-HTTP mapping.
+//! - [`error`]: the one error model, rendered as HTTP and as gRPC.
 
 pub mod auth;
+pub mod consistency;
 pub mod control;
 pub mod error;
 pub mod extract;
@@ -28,8 +32,9 @@ pub mod models;
 pub mod predict;
 pub mod predictions;
 pub mod server;
+pub mod service;
 pub mod status;
 pub mod v2;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorKind};
 pub use server::{AppState, HttpConfig, HttpServer};

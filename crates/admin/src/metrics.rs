@@ -2,7 +2,7 @@
 //! here, with its unit.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
@@ -52,7 +52,7 @@ pub async fn render(State(app): State<AppState>) -> Response {
     match &app.metrics {
         Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
         None => {
-            crate::error::ApiError::new(StatusCode::NOT_FOUND, "metrics are not enabled on this node").into_response()
+            crate::error::ApiError::not_found("metrics are not enabled on this node").into_response()
         }
     }
 }

@@ -16,12 +16,16 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boat_raft::catalog::ModelEntry;
-use boat_raft::{Command, CommandResult, RefusalKind, UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES};
+use boat_raft::{
+    Command, CommandResult, ModelChange, RefusalKind, ServingCommand, ServingResult, UploadChunk, UploadModel,
+    UPLOAD_CHUNK_BYTES,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::require_admin;
-use crate::error::ApiError;
+use crate::consistency::Consistent;
+use crate::error::{ApiError, ErrorKind};
 use crate::extract::{read_body, JsonBody};
 use crate::inference::{now_ms, write_error};
 use crate::server::AppState;
@@ -68,44 +72,38 @@ fn entry_json(app: &AppState, name: &str, entry: &ModelEntry) -> Value {
     json!({"name": name, "default_version": entry.default, "versions": versions})
 }
 
-pub async fn list(State(app): State<AppState>) -> Json<Value> {
+pub async fn list(State(app): State<AppState>, _: Consistent) -> Json<Value> {
     let state = app.node.state().read();
-    let models: Vec<Value> = state.catalog.models.iter().map(|(n, e)| entry_json(&app, n, e)).collect();
+    let models: Vec<Value> = state.serving.catalog.models.iter().map(|(n, e)| entry_json(&app, n, e)).collect();
     Json(json!({ "models": models }))
 }
 
-pub async fn show(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(State(app): State<AppState>, _: Consistent, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let state = app.node.state().read();
-    let entry = state
-        .catalog
-        .models
-        .get(&name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown model {name:?}")))?;
+    let entry =
+        state.serving.catalog.models.get(&name).ok_or_else(|| ApiError::not_found(format!("unknown model {name:?}")))?;
     Ok(Json(entry_json(&app, &name, entry)))
 }
 
 /// Appends a model command and waits for its result.
-async fn append(app: &AppState, cmd: Command, path: &str) -> Result<CommandResult, ApiError> {
+async fn append(app: &AppState, cmd: ServingCommand) -> Result<CommandResult, ApiError> {
     let timeout = app.config.write_timeout;
-    match tokio::time::timeout(timeout, app.node.write(cmd)).await {
+    match tokio::time::timeout(timeout, app.node.write(Command::Serving(cmd))).await {
         Err(_) => Err(ApiError::unavailable(format!("not committed within {timeout:?}; check GET /api/models"), 1)),
-        Ok(Err(e)) => Err(write_error(e, path, None)),
-        Ok(Ok(CommandResult::Refused(r))) => {
-            let status = match r.kind {
-                RefusalKind::NotFound => StatusCode::NOT_FOUND,
-                RefusalKind::Conflict => StatusCode::CONFLICT,
-            };
-            Err(ApiError::new(status, r.message))
-        }
+        Ok(Err(e)) => Err(write_error(e, None)),
+        Ok(Ok(CommandResult::Refused(r))) => Err(match r.kind {
+            RefusalKind::NotFound => ApiError::not_found(r.message),
+            RefusalKind::Conflict => ApiError::conflict(r.message),
+        }),
         Ok(Ok(result)) => Ok(result),
     }
 }
 
 /// Appends a model change and returns its effect.
-async fn write(app: &AppState, cmd: Command, path: &str) -> Result<boat_raft::ModelChange, ApiError> {
-    match append(app, cmd, path).await? {
-        CommandResult::ModelChanged(c) => Ok(c),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected result {other:?}"))),
+async fn write(app: &AppState, cmd: ServingCommand) -> Result<ModelChange, ApiError> {
+    match append(app, cmd).await? {
+        CommandResult::Serving(ServingResult::ModelChanged(c)) => Ok(c),
+        other => Err(ApiError::internal(format!("unexpected result {other:?}"))),
     }
 }
 
@@ -117,15 +115,14 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     require_admin(&app.config, req.headers())?;
     check_name(&name)?;
-    let path = format!("/api/models/{name}");
     if !app.node.is_leader() {
         let s = app.node.status();
-        return Err(crate::inference::not_leader(s.leader_id, s.leader_http, &path));
+        return Err(ApiError::not_leader(s.leader_id, s.leader_http));
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::UnsupportedMediaType,
             format!("send the ONNX file as Content-Type: application/octet-stream, not {content_type:?}"),
         ));
     }
@@ -135,7 +132,7 @@ pub async fn upload(
     let registry = app.node.executor().registry().clone();
     let (signature, bytes) = tokio::task::spawn_blocking(move || (registry.validate(&bytes), bytes))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let signature = signature.map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let sha256 = signature.sha256.clone();
     tracing::info!(bytes = bytes.len(), %sha256, "model upload validated");
@@ -145,11 +142,11 @@ pub async fn upload(
     let mut chunks = 0u32;
     for piece in bytes.chunks(UPLOAD_CHUNK_BYTES) {
         let chunk = UploadChunk { upload_id, seq: chunks, at_ms: now_ms(), bytes: piece.to_vec() };
-        append(&app, Command::UploadChunk(chunk), &path).await?;
+        append(&app, ServingCommand::UploadChunk(chunk)).await?;
         chunks += 1;
     }
     let done = UploadModel { name: name.clone(), upload_id, chunks, sha256: sha256.clone(), uploaded_at_ms: now_ms() };
-    let change = write(&app, Command::UploadModel(done), &path).await?;
+    let change = write(&app, ServingCommand::UploadModel(done)).await?;
     let body = json!({
         "name": name,
         "version": change.version,
@@ -176,8 +173,7 @@ pub async fn set_default(
     JsonBody(body): JsonBody<DefaultBody>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&app.config, &headers)?;
-    let path = format!("/api/models/{name}/default");
-    let change = write(&app, Command::SetDefault { name: name.clone(), version: body.version }, &path).await?;
+    let change = write(&app, ServingCommand::SetDefault { name: name.clone(), version: body.version }).await?;
     Ok(Json(json!({"name": name, "default_version": change.default_version, "index": change.index})))
 }
 
@@ -187,8 +183,7 @@ pub async fn delete_version(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&app.config, &headers)?;
-    let path = format!("/api/models/{name}/versions/{version}");
-    let change = write(&app, Command::DeleteVersion { name: name.clone(), version }, &path).await?;
+    let change = write(&app, ServingCommand::DeleteVersion { name: name.clone(), version }).await?;
     Ok(Json(
         json!({"name": name, "deleted_version": version, "default_version": change.default_version, "index": change.index}),
     ))

@@ -119,7 +119,6 @@ pub async fn predict(
         outputs: None,
         key: request_key(&headers, body.id)?,
         mode,
-        path: "/predict".into(),
     };
     match app.infer(call).await? {
         Answer::Accepted { id, index, term } => Ok(accepted(id, index, term)),

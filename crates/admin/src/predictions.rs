@@ -1,6 +1,6 @@
 //! `GET /predictions/{id}`: the result backend for asynchronous requests
 //! (and for any recent request). Results live in the replicated state,
-//! bounded by count and age, so they survive failover.
+//! bounded by count and age, so they survive failover, and any node answers.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -8,13 +8,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::consistency::Consistent;
 use crate::error::ApiError;
-use crate::inference::{not_leader, outcome_error};
+use crate::inference::outcome_error;
 use crate::predict::outcome_json;
 use crate::server::AppState;
 
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let found = app.node.state().read().outcome(&id).cloned();
+/// A linearizable read by default: once a request was answered (200 or
+/// 202) by any node, its record is found on every node.
+pub async fn get(State(app): State<AppState>, _: Consistent, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let found = app.node.state().read().serving.records.outcome(&id).cloned();
     if let Some(outcome) = found {
         let mut body = outcome_json(&outcome, app.node.id());
         match outcome_error(&outcome) {
@@ -22,18 +25,16 @@ pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<
             Some(e) => {
                 body["status"] = json!("failed");
                 body["error"] = json!(e.message);
-                body["error_status"] = json!(e.status.as_u16());
+                body["error_status"] = json!(e.http_status().as_u16());
             }
         }
         return Ok(Json(body).into_response());
     }
+    // Only a stale read on the accepting node can get here for a request
+    // that is committed but not applied yet.
     if app.is_pending(&id) {
         return Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "pending"}))).into_response());
     }
-    let status = app.node.status();
-    if !status.is_leader && status.leader_id.is_some() {
-        return Err(not_leader(status.leader_id, status.leader_http, &format!("/predictions/{id}")));
-    }
-    Err(ApiError::new(StatusCode::NOT_FOUND, "no result for this id: unknown, expired, or not applied yet")
+    Err(ApiError::not_found("no result for this id: unknown or expired (or, for a stale read, not applied here yet)")
         .with("id", id))
 }

@@ -25,6 +25,9 @@ pub struct HttpConfig {
     pub max_model_bytes: usize,
     /// How long a write may wait for commit before the client gets 503.
     pub write_timeout: Duration,
+    /// How long a linearizable read may wait for the leader's read index
+    /// and for this node to apply it before the client gets 503.
+    pub read_timeout: Duration,
     /// Bearer token for admin writes and for `/control` from non-loopback callers.
     pub admin_token: Option<String>,
 }
@@ -76,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/models/{name}/versions/{version}/ready", get(v2::version_ready))
         .route("/v2/models/{name}/versions/{version}/infer", post(v2::version_infer))
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(error::leader_location))
         .with_state(state)
         .merge(grpc)
 }

@@ -6,7 +6,9 @@
 //! `"parameters": {"async": true}` (or `?async=true`) for a 202 at commit
 //! time; the result is then at `GET /predictions/{id}`. An idempotency key
 //! comes in the `Idempotency-Key` header or as
-//! `"parameters": {"idempotency_key": "..."}`.
+//! `"parameters": {"idempotency_key": "..."}`. Model metadata and readiness
+//! are linearizable reads by default (see `consistency`); the health probes
+//! are local.
 
 use std::collections::HashMap;
 
@@ -15,85 +17,69 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boat_raft::PredictResult;
-use boat_serving::oip::{self, InferRequest};
+use boat_serving::oip::{self, InferRequest, ModelMetadata};
 use serde_json::{json, Value};
 
+use crate::consistency::Consistent;
 use crate::error::ApiError;
+use crate::service::{SERVER_EXTENSIONS, SERVER_NAME};
 use crate::extract::JsonBody;
 use crate::inference::{outcome_error, Answer, Call, Inputs, Mode};
 use crate::predict::{accepted, async_mode, request_key};
 use crate::server::AppState;
 
 pub async fn server_metadata() -> Json<Value> {
-    Json(json!({"name": "boat", "version": env!("CARGO_PKG_VERSION"), "extensions": ["async", "idempotency"]}))
+    Json(json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": SERVER_EXTENSIONS}))
 }
 
 pub async fn live() -> Json<Value> {
     Json(json!({"live": true}))
 }
 
-/// Ready when a leader is known and this replica has not diverged.
+/// Ready when a leader is known and this replica has not diverged (local).
 pub async fn ready(State(app): State<AppState>) -> Response {
-    let s = app.node.status();
-    let problem = if s.leader_id.is_none() {
-        Some("no leader is known")
-    } else if s.divergence.is_some() {
-        Some("this replica's state differs from the leader's")
-    } else {
-        None
-    };
-    match problem {
-        None => Json(json!({"ready": true})).into_response(),
-        Some(p) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "error": p}))).into_response(),
+    match app.server_ready() {
+        Ok(()) => Json(json!({"ready": true})).into_response(),
+        Err(p) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "error": p}))).into_response(),
     }
 }
 
-fn parse_version(v: &str) -> Result<u64, ApiError> {
-    v.parse().map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("version {v:?} is not a number")))
+/// A version in a path; a non-number names a version that does not exist.
+pub fn parse_version(v: &str) -> Result<u64, ApiError> {
+    v.parse().map_err(|_| ApiError::not_found(format!("version {v:?} is not a number")))
 }
 
-/// The resolved version and its metadata, or 404.
-fn resolve(
-    app: &AppState,
-    name: &str,
-    version: Option<u64>,
-) -> Result<(u64, boat_serving::ModelMeta, Vec<u64>), ApiError> {
-    let state = app.node.state().read();
-    let not_found = |m: String| ApiError::new(StatusCode::NOT_FOUND, m);
-    let v = state.catalog.resolve(name, version).map_err(not_found)?;
-    let versions = state.catalog.models.get(name).map(|e| e.versions.keys().copied().collect()).unwrap_or_default();
-    let meta = app
-        .node
-        .executor()
-        .registry()
-        .meta(name, v)
-        .ok_or_else(|| not_found(format!("model {name:?} version {v} is not loaded on this node")))?;
-    Ok((v, meta, versions))
-}
-
-pub async fn model_metadata(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (_, meta, versions) = resolve(&app, &name, None)?;
-    Ok(Json(oip::model_metadata(&meta, &versions)))
+pub async fn model_metadata(
+    State(app): State<AppState>,
+    _: Consistent,
+    Path(name): Path<String>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    app.model_metadata(&name, None).map(Json)
 }
 
 pub async fn version_metadata(
     State(app): State<AppState>,
+    _: Consistent,
     Path((name, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let (_, meta, versions) = resolve(&app, &name, Some(parse_version(&version)?))?;
-    Ok(Json(oip::model_metadata(&meta, &versions)))
+) -> Result<Json<ModelMetadata>, ApiError> {
+    app.model_metadata(&name, Some(parse_version(&version)?)).map(Json)
 }
 
-pub async fn model_ready(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (v, _, _) = resolve(&app, &name, None)?;
+pub async fn model_ready(
+    State(app): State<AppState>,
+    _: Consistent,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let v = app.model_ready(&name, None)?;
     Ok(Json(json!({"name": name, "version": v.to_string(), "ready": true})))
 }
 
 pub async fn version_ready(
     State(app): State<AppState>,
+    _: Consistent,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (v, _, _) = resolve(&app, &name, Some(parse_version(&version)?))?;
+    let v = app.model_ready(&name, Some(parse_version(&version)?))?;
     Ok(Json(json!({"name": name, "version": v.to_string(), "ready": true})))
 }
 
@@ -104,8 +90,7 @@ pub async fn infer(
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let path = format!("/v2/models/{name}/infer");
-    run_infer(app, name, None, path, query, headers, body).await
+    run_infer(app, name, None, query, headers, body).await
 }
 
 pub async fn version_infer(
@@ -115,21 +100,26 @@ pub async fn version_infer(
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let path = format!("/v2/models/{name}/versions/{version}/infer");
     let v = parse_version(&version)?;
-    run_infer(app, name, Some(v), path, query, headers, body).await
+    run_infer(app, name, Some(v), query, headers, body).await
 }
 
 async fn run_infer(
     app: AppState,
     model: String,
     version: Option<u64>,
-    path: String,
     query: HashMap<String, String>,
     headers: HeaderMap,
     body: Value,
 ) -> Result<Response, ApiError> {
-    let req = InferRequest::from_json(&body).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let small = crate::inference::json_is_small(&body);
+    let decode = move || InferRequest::from_json(&body).map_err(|e| ApiError::unprocessable(e.to_string()));
+    // Decoding a large request into tensors is CPU work: off the runtime.
+    let req = if small {
+        decode()?
+    } else {
+        tokio::task::spawn_blocking(decode).await.map_err(|e| ApiError::internal(e.to_string()))??
+    };
     let param = |k: &str| req.parameters.as_ref().and_then(|p| p.get(k));
     let mode = match param("async") {
         Some(Value::Bool(true)) => Mode::Async,
@@ -153,7 +143,6 @@ async fn run_infer(
         outputs: requested,
         key,
         mode,
-        path,
     };
     match app.infer(call).await? {
         Answer::Accepted { id, index, term } => Ok(accepted(id, index, term)),
@@ -162,7 +151,7 @@ async fn run_infer(
                 return Err(e);
             }
             let PredictResult::Output(outputs) = &o.result else {
-                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "an outcome without outputs"));
+                return Err(ApiError::internal("an outcome without outputs"));
             };
             let echo_id = req.id.as_deref().unwrap_or(&o.id);
             let mut resp = oip::infer_response(&o.model, &o.version.to_string(), Some(echo_id), outputs, None);

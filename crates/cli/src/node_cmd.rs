@@ -69,6 +69,10 @@ pub struct NodeArgs {
     /// How long /predict waits for commit before answering 503.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
+    /// How long a linearizable read waits for the leader's read index and
+    /// for this node to apply it before answering 503.
+    #[arg(long, default_value_t = 3_000)]
+    pub read_timeout_ms: u64,
     #[arg(long, default_value_t = RaftTuning::default().heartbeat_ms)]
     pub heartbeat_ms: u64,
     #[arg(long, default_value_t = RaftTuning::default().election_min_ms)]
@@ -169,6 +173,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
             max_body_bytes: args.max_body_bytes,
             max_model_bytes: args.max_model_bytes,
             write_timeout: Duration::from_millis(args.write_timeout_ms),
+            read_timeout: Duration::from_millis(args.read_timeout_ms),
             admin_token,
         },
         Some(metrics),

@@ -48,4 +48,6 @@ mod request;
 mod response;
 
 pub use request::{InferRequest, RequestedOutput};
-pub use response::{check_requested_outputs, infer_response, model_metadata, PLATFORM};
+pub use response::{
+    check_requested_outputs, infer_response, metadata_of, model_metadata, ModelMetadata, TensorMetadata, PLATFORM,
+};

@@ -75,27 +75,54 @@ fn output_json(o: &Output) -> Value {
 /// `versions` are the loaded versions of the model, written as strings in ascending order
 /// without duplicates. Dynamic dimensions are `-1`; sequence and map outputs have datatype
 /// `"JSON"` and shape `[-1]` (sequence) or `[1]` (map), as their JSON form has.
-pub fn model_metadata(meta: &ModelMeta, versions: &[u64]) -> Value {
+/// A model's metadata as the protocol describes it, for both the HTTP
+/// (JSON) and the gRPC rendering.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelMetadata {
+    pub name: String,
+    /// Every stored version, ascending, as strings.
+    pub versions: Vec<String>,
+    pub platform: String,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// One input or output: non-tensor values (ONNX maps and sequences) have
+/// datatype `"JSON"`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TensorMetadata {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+/// The metadata of a loaded model with the stored `versions`.
+pub fn metadata_of(meta: &ModelMeta, versions: &[u64]) -> ModelMetadata {
     let mut versions = versions.to_vec();
     versions.sort_unstable();
     versions.dedup();
-    let versions: Vec<String> = versions.iter().map(u64::to_string).collect();
-    json!({
-        "name": meta.name,
-        "versions": versions,
-        "platform": PLATFORM,
-        "inputs": meta.inputs.iter().map(io_json).collect::<Vec<_>>(),
-        "outputs": meta.outputs.iter().map(io_json).collect::<Vec<_>>(),
-    })
+    ModelMetadata {
+        name: meta.name.clone(),
+        versions: versions.iter().map(u64::to_string).collect(),
+        platform: PLATFORM.to_string(),
+        inputs: meta.inputs.iter().map(io_metadata).collect(),
+        outputs: meta.outputs.iter().map(io_metadata).collect(),
+    }
 }
 
-fn io_json(io: &IoMeta) -> Value {
+/// `{"name", "versions", "platform", "inputs", "outputs"}` as JSON.
+pub fn model_metadata(meta: &ModelMeta, versions: &[u64]) -> Value {
+    // Plain strings and numbers always serialise.
+    serde_json::to_value(metadata_of(meta, versions)).unwrap_or(Value::Null)
+}
+
+fn io_metadata(io: &IoMeta) -> TensorMetadata {
     let (datatype, shape) = match (io.kind, io.datatype) {
         (IoKind::Tensor, Some(dt)) => (dt.as_str(), io.shape.clone()),
         (IoKind::Map, _) => (JSON_DATATYPE, vec![1]),
         (IoKind::Sequence, _) | (IoKind::Tensor, None) => (JSON_DATATYPE, vec![-1]),
     };
-    json!({"name": io.name, "datatype": datatype, "shape": shape})
+    TensorMetadata { name: io.name.clone(), datatype: datatype.to_string(), shape }
 }
 
 #[cfg(test)]
