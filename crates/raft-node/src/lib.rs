@@ -30,6 +30,8 @@ pub mod blobs;
 pub mod commit;
 pub mod domains;
 pub mod format;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod network;
 pub mod node;

@@ -1,0 +1,184 @@
+//! Committed bytes of the current formats (`fixtures/format-N/`): log
+//! entries as the sled log stores them and a thin snapshot file. The test
+//! decodes them, so a change that would make today's data unreadable fails
+//! here. When a format version is bumped, the old directory stays (its
+//! bytes must still decode) and a new one is written with
+//! `BOAT_WRITE_FIXTURES=1 cargo test -p boat-raft fixtures`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use boat_serving::{Output, Tensor, TensorData};
+use openraft::{CommittedLeaderId, EntryPayload, Membership};
+
+use crate::blobs::BlobStore;
+use crate::domains::integrity::IntegrityCommand;
+use crate::domains::serving::{
+    PredictBatch, PredictOutcome, PredictRequest, PredictResult, Retention, ServingCommand, UploadChunk, UploadModel,
+};
+use crate::domains::{AppliedState, Command};
+use crate::format::{LOG_FORMAT, SNAPSHOT_FORMAT};
+use crate::payload::LogPayload;
+use crate::store::snapshot;
+use crate::types::{BoatNode, Entry, LogId, SnapshotMeta, StoredMembership};
+
+fn dir(format: u32) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/format-{format}"))
+}
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(term, 0), index)
+}
+
+fn members() -> BTreeMap<u64, BoatNode> {
+    (0..3)
+        .map(|i| (i, BoatNode { raft_addr: format!("10.0.0.{i}:9080"), http_addr: format!("10.0.0.{i}:8080") }))
+        .collect()
+}
+
+fn tensor() -> Tensor {
+    // A valid shape and data: construction cannot fail.
+    Tensor::new("input", vec![1, 4], TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2])).expect("valid tensor")
+}
+
+/// One entry of every kind the log holds today.
+fn entries() -> Vec<(&'static str, Entry)> {
+    let membership = Membership::new(vec![BTreeSet::from([0, 1, 2])], members());
+    let normal = |index: u64, tag: u64, command: Command| Entry {
+        log_id: log_id(2, index),
+        payload: EntryPayload::Normal(LogPayload::tagged(tag, command)),
+    };
+    let serving = |c| Command::Serving(c);
+    vec![
+        ("membership", Entry { log_id: log_id(0, 0), payload: EntryPayload::Membership(membership) }),
+        ("blank", Entry { log_id: log_id(2, 1), payload: EntryPayload::Blank }),
+        (
+            "predict_batch",
+            normal(
+                2,
+                77,
+                serving(ServingCommand::PredictBatch(PredictBatch {
+                    model: "iris".into(),
+                    version: Some(3),
+                    proposed_at_ms: 1_700_000_000_000,
+                    requests: vec![PredictRequest {
+                        id: "key-1".into(),
+                        inputs: vec![tensor()],
+                        outputs: Some(vec!["label".into()]),
+                    }],
+                })),
+            ),
+        ),
+        (
+            "upload_chunk",
+            normal(
+                3,
+                0,
+                serving(ServingCommand::UploadChunk(UploadChunk {
+                    upload_id: 9,
+                    seq: 0,
+                    at_ms: 1_700_000_000_001,
+                    bytes: b"onnx bytes".to_vec(),
+                })),
+            ),
+        ),
+        (
+            "upload_model",
+            normal(
+                4,
+                0,
+                serving(ServingCommand::UploadModel(UploadModel {
+                    name: "iris".into(),
+                    upload_id: 9,
+                    chunks: 1,
+                    sha256: crate::domains::serving::command::sha256_hex(b"onnx bytes"),
+                    uploaded_at_ms: 1_700_000_000_002,
+                })),
+            ),
+        ),
+        ("set_default", normal(5, 0, serving(ServingCommand::SetDefault { name: "iris".into(), version: 1 }))),
+        ("delete_version", normal(6, 0, serving(ServingCommand::DeleteVersion { name: "iris".into(), version: 2 }))),
+        (
+            "checkpoint",
+            normal(7, 0, Command::Integrity(IntegrityCommand::Checkpoint { upto: 6, digest: "ab".repeat(32) })),
+        ),
+    ]
+}
+
+/// A state with a model version, a staged chunk and a prediction record.
+fn state() -> AppliedState {
+    let mut s = AppliedState::default();
+    let catalog = &mut s.serving.catalog;
+    catalog.upload("iris", crate::domains::serving::command::sha256_hex(b"onnx bytes"), 10, 1_700_000_000_002, 4);
+    catalog.stage_chunk(11, 0, "cd".repeat(32), 1_700_000_000_003).expect("first chunk");
+    let outcome = PredictOutcome {
+        id: "key-1".into(),
+        model: "iris".into(),
+        version: 1,
+        index: 5,
+        term: 2,
+        result: PredictResult::Output(vec![Output::Tensor(tensor())]),
+        duplicate: false,
+    };
+    s.serving.record("fingerprint".into(), outcome, 1_700_000_000_004, Retention::default());
+    s.membership = StoredMembership::new(Some(log_id(0, 0)), Membership::new(vec![BTreeSet::from([0, 1, 2])], members()));
+    s.seal(log_id(2, 7));
+    s
+}
+
+fn snapshot_meta(s: &AppliedState) -> SnapshotMeta {
+    SnapshotMeta { last_log_id: s.last_applied, last_membership: s.membership.clone(), snapshot_id: "2-7-0".into() }
+}
+
+/// Writes the current format's fixtures (only when asked to).
+fn write_current() {
+    let d = dir(LOG_FORMAT.max(SNAPSHOT_FORMAT));
+    std::fs::create_dir_all(&d).expect("fixture directory");
+    for (name, entry) in entries() {
+        std::fs::write(d.join(format!("entry-{name}.bin")), bincode::serialize(&entry).expect("encode")).expect("write");
+    }
+    // A thin snapshot refers to blobs by hash only; the store just supplies sizes.
+    let blobs_dir = tempfile::tempdir().expect("temp dir");
+    let blobs = BlobStore::open(blobs_dir.path()).expect("blob store");
+    blobs.put(b"onnx bytes").expect("blob");
+    let s = state();
+    let refs: BTreeSet<String> = s.blob_refs().into_iter().filter(|r| blobs.contains(r)).collect();
+    let encoded = snapshot::encode_state(&s).expect("encode state");
+    snapshot::write(&d.join("snapshot-thin.snap"), &snapshot_meta(&s), &encoded, &refs, &blobs, false).expect("write");
+}
+
+#[test]
+fn format_1_fixtures_decode_to_what_they_were_written_from() {
+    if std::env::var_os("BOAT_WRITE_FIXTURES").is_some() {
+        write_current();
+    }
+    let d = dir(1);
+    for (name, expected) in entries() {
+        let bytes = std::fs::read(d.join(format!("entry-{name}.bin"))).expect("fixture present");
+        let decoded: Entry = bincode::deserialize(&bytes).unwrap_or_else(|e| panic!("entry {name}: {e}"));
+        assert_eq!(format!("{decoded:?}"), format!("{expected:?}"), "entry {name}");
+        if LOG_FORMAT == 1 {
+            assert_eq!(bincode::serialize(&expected).expect("encode"), bytes, "entry {name}: today's encoding is format 1");
+        }
+    }
+
+    let file = std::fs::File::open(d.join("snapshot-thin.snap")).expect("fixture present");
+    let head = snapshot::read(file, None).expect("snapshot head");
+    assert_eq!(head.format, 1);
+    assert!(!head.full);
+    assert_eq!(head.meta.snapshot_id, "2-7-0");
+    let decoded = snapshot::decode_state(head.format, &head.state).expect("state");
+    let expected = state();
+    assert_eq!(decoded.last_applied, expected.last_applied);
+    assert_eq!(decoded.digest(), expected.digest());
+    assert!(!decoded.digest().is_empty());
+    assert_eq!(decoded.serving.catalog.resolve("iris", None), Ok(1));
+    assert_eq!(decoded.serving.catalog.staged[&11].chunks, vec!["cd".repeat(32)]);
+    let record = decoded.serving.records.outcome("key-1").expect("record kept");
+    assert_eq!(record.result, PredictResult::Output(vec![Output::Tensor(tensor())]));
+    assert_eq!(head.blobs.len(), 1, "the model file, by hash and size");
+    assert_eq!(head.blobs[0].1, 10);
+    if SNAPSHOT_FORMAT == 1 {
+        assert_eq!(snapshot::encode_state(&expected).expect("encode"), head.state, "today's state encoding is format 1");
+    }
+}
