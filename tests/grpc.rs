@@ -164,16 +164,21 @@ async fn grpc_inference_on_the_http_port() {
     let follower = (0..3).find(|i| *i != leader).unwrap();
     let leader_addr = sb.url(leader).trim_start_matches("http://").to_string();
     let mut f = connect(&sb, follower).await;
-    let fm = f.model_metadata(ModelMetadataRequest { name: "mlp".into(), version: None }).await;
-    // The follower may still be applying the upload; metadata is not the point.
-    if let Ok(fm) = fm {
-        assert_eq!(fm.into_inner().inputs[0].shape, [-1, 4]);
-    }
+    // Metadata reads are linearizable: the follower has the upload already.
+    let fm = f.model_metadata(ModelMetadataRequest { name: "mlp".into(), version: None }).await.unwrap();
+    assert_eq!(fm.into_inner().inputs[0].shape, [-1, 4]);
+    assert!(f.model_ready(ModelReadyRequest { name: "mlp".into(), version: None }).await.unwrap().into_inner().ready);
     let s = f.model_infer(mlp_request(fp32(input.clone()), vec![])).await.unwrap_err();
     assert_eq!(s.code(), Code::Unavailable, "{s:?}");
     assert!(s.message().contains(&leader_addr), "{s:?}");
     let named = s.metadata().get("x-boat-leader").and_then(|v| v.to_str().ok());
     assert_eq!(named, Some(leader_addr.as_str()));
+    let named_id = s.metadata().get("x-boat-leader-id").and_then(|v| v.to_str().ok());
+    assert_eq!(named_id, Some(leader.to_string().as_str()));
+    // A client retries against the address the metadata names.
+    let mut retried = Client::connect(format!("http://{}", named.unwrap())).await.unwrap();
+    let r = retried.model_infer(mlp_request(fp32(input.clone()), vec![])).await.unwrap().into_inner();
+    check_mlp(&r, &exp);
 
     // HTTP/1.1 on the same port still works, reads and writes.
     let http = sb.client();

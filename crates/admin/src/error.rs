@@ -44,7 +44,10 @@ pub enum ErrorKind {
     InvalidInput,
     Overloaded,
     /// This node is not the leader; the leader is known.
-    NotLeader { leader_id: u64, leader_http: String },
+    NotLeader {
+        leader_id: u64,
+        leader_http: String,
+    },
     Unavailable,
     Internal,
 }
@@ -112,11 +115,12 @@ impl ApiError {
     /// Redirect to the leader when it is known; 503 otherwise.
     pub fn not_leader(leader_id: Option<u64>, leader_http: Option<String>) -> Self {
         match (leader_id, leader_http) {
-            (Some(id), Some(http)) => {
-                Self::new(ErrorKind::NotLeader { leader_id: id, leader_http: http.clone() }, format!("node {id} is the leader; send writes there"))
-                    .with("leader_id", id)
-                    .with("leader_http", http)
-            }
+            (Some(id), Some(http)) => Self::new(
+                ErrorKind::NotLeader { leader_id: id, leader_http: http.clone() },
+                format!("node {id} is the leader; send writes there"),
+            )
+            .with("leader_id", id)
+            .with("leader_http", http),
             _ => Self::unavailable("no leader is known right now; an election is probably under way", 1),
         }
     }

@@ -49,17 +49,13 @@ use crate::grpc::pb::infer_parameter::ParameterChoice;
 use crate::grpc::pb::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use crate::grpc::pb::model_infer_response::InferOutputTensor;
 use crate::grpc::pb::model_metadata_response::TensorMetadata;
-use crate::grpc::pb::{
-    InferParameter, InferTensorContents, ModelInferResponse, ModelMetadataResponse,
-};
+use crate::grpc::pb::{InferParameter, InferTensorContents, ModelInferResponse, ModelMetadataResponse};
 
 type Params = HashMap<String, InferParameter>;
 
 fn invalid(message: String) -> ApiError {
     ApiError::unprocessable(message)
 }
-
-
 
 // ---- request fields -------------------------------------------------------
 
@@ -68,10 +64,7 @@ fn invalid(message: String) -> ApiError {
 pub fn version(v: Option<&str>) -> Result<Option<u64>, ApiError> {
     match v {
         None | Some("") => Ok(None),
-        Some(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::not_found(format!("version {v:?} is not a number"))),
+        Some(v) => v.parse().map(Some).map_err(|_| ApiError::not_found(format!("version {v:?} is not a number"))),
     }
 }
 
@@ -420,7 +413,8 @@ fn raw_contents(out: &Output) -> Vec<u8> {
 
 /// The protocol's model metadata as its gRPC message.
 pub fn model_metadata(m: ModelMetadata) -> ModelMetadataResponse {
-    let tensor = |t: boat_serving::oip::TensorMetadata| TensorMetadata { name: t.name, datatype: t.datatype, shape: t.shape };
+    let tensor =
+        |t: boat_serving::oip::TensorMetadata| TensorMetadata { name: t.name, datatype: t.datatype, shape: t.shape };
     ModelMetadataResponse {
         name: m.name,
         versions: m.versions,

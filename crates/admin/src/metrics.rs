@@ -51,8 +51,6 @@ fn describe() {
 pub async fn render(State(app): State<AppState>) -> Response {
     match &app.metrics {
         Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
-        None => {
-            crate::error::ApiError::not_found("metrics are not enabled on this node").into_response()
-        }
+        None => crate::error::ApiError::not_found("metrics are not enabled on this node").into_response(),
     }
 }

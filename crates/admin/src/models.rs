@@ -78,10 +78,18 @@ pub async fn list(State(app): State<AppState>, _: Consistent) -> Json<Value> {
     Json(json!({ "models": models }))
 }
 
-pub async fn show(State(app): State<AppState>, _: Consistent, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(app): State<AppState>,
+    _: Consistent,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let state = app.node.state().read();
-    let entry =
-        state.serving.catalog.models.get(&name).ok_or_else(|| ApiError::not_found(format!("unknown model {name:?}")))?;
+    let entry = state
+        .serving
+        .catalog
+        .models
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("unknown model {name:?}")))?;
     Ok(Json(entry_json(&app, &name, entry)))
 }
 

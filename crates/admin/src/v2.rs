@@ -22,11 +22,11 @@ use serde_json::{json, Value};
 
 use crate::consistency::Consistent;
 use crate::error::ApiError;
-use crate::service::{SERVER_EXTENSIONS, SERVER_NAME};
 use crate::extract::JsonBody;
 use crate::inference::{outcome_error, Answer, Call, Inputs, Mode};
 use crate::predict::{accepted, async_mode, request_key};
 use crate::server::AppState;
+use crate::service::{SERVER_EXTENSIONS, SERVER_NAME};
 
 pub async fn server_metadata() -> Json<Value> {
     Json(json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": SERVER_EXTENSIONS}))
@@ -136,14 +136,8 @@ async fn run_infer(
     };
     let key = request_key(&headers, body_key)?;
     let requested = req.requested_output_names();
-    let call = Call {
-        model: model.clone(),
-        version,
-        inputs: Inputs::Tensors(req.inputs),
-        outputs: requested,
-        key,
-        mode,
-    };
+    let call =
+        Call { model: model.clone(), version, inputs: Inputs::Tensors(req.inputs), outputs: requested, key, mode };
     match app.infer(call).await? {
         Answer::Accepted { id, index, term } => Ok(accepted(id, index, term)),
         Answer::Done(o) => {

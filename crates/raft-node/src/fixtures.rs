@@ -121,7 +121,8 @@ fn state() -> AppliedState {
         duplicate: false,
     };
     s.serving.record("fingerprint".into(), outcome, 1_700_000_000_004, Retention::default());
-    s.membership = StoredMembership::new(Some(log_id(0, 0)), Membership::new(vec![BTreeSet::from([0, 1, 2])], members()));
+    s.membership =
+        StoredMembership::new(Some(log_id(0, 0)), Membership::new(vec![BTreeSet::from([0, 1, 2])], members()));
     s.seal(log_id(2, 7));
     s
 }
@@ -135,7 +136,8 @@ fn write_current() {
     let d = dir(LOG_FORMAT.max(SNAPSHOT_FORMAT));
     std::fs::create_dir_all(&d).expect("fixture directory");
     for (name, entry) in entries() {
-        std::fs::write(d.join(format!("entry-{name}.bin")), bincode::serialize(&entry).expect("encode")).expect("write");
+        std::fs::write(d.join(format!("entry-{name}.bin")), bincode::serialize(&entry).expect("encode"))
+            .expect("write");
     }
     // A thin snapshot refers to blobs by hash only; the store just supplies sizes.
     let blobs_dir = tempfile::tempdir().expect("temp dir");
@@ -158,7 +160,11 @@ fn format_1_fixtures_decode_to_what_they_were_written_from() {
         let decoded: Entry = bincode::deserialize(&bytes).unwrap_or_else(|e| panic!("entry {name}: {e}"));
         assert_eq!(format!("{decoded:?}"), format!("{expected:?}"), "entry {name}");
         if LOG_FORMAT == 1 {
-            assert_eq!(bincode::serialize(&expected).expect("encode"), bytes, "entry {name}: today's encoding is format 1");
+            assert_eq!(
+                bincode::serialize(&expected).expect("encode"),
+                bytes,
+                "entry {name}: today's encoding is format 1"
+            );
         }
     }
 
@@ -179,6 +185,10 @@ fn format_1_fixtures_decode_to_what_they_were_written_from() {
     assert_eq!(head.blobs.len(), 1, "the model file, by hash and size");
     assert_eq!(head.blobs[0].1, 10);
     if SNAPSHOT_FORMAT == 1 {
-        assert_eq!(snapshot::encode_state(&expected).expect("encode"), head.state, "today's state encoding is format 1");
+        assert_eq!(
+            snapshot::encode_state(&expected).expect("encode"),
+            head.state,
+            "today's state encoding is format 1"
+        );
     }
 }

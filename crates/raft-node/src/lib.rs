@@ -29,9 +29,9 @@ mod background;
 pub mod blobs;
 pub mod commit;
 pub mod domains;
-pub mod format;
 #[cfg(test)]
 mod fixtures;
+pub mod format;
 pub mod leader;
 pub mod network;
 pub mod node;
@@ -41,11 +41,11 @@ pub mod store;
 pub mod types;
 
 pub use domains::integrity::{Divergence, IntegrityCommand};
+pub use domains::serving::command::sha256_hex;
 pub use domains::serving::{
     catalog, BatchConfig, Catalog, Executor, ModelChange, PredictOutcome, PredictRequest, PredictResult, Retention,
     ServingCommand, ServingResult, Ticket, UploadChunk, UploadModel, ECHO_MODEL, UPLOAD_CHUNK_BYTES,
 };
-pub use domains::serving::command::sha256_hex;
 pub use domains::{Command, CommandResult, Refusal, RefusalKind};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};

@@ -73,7 +73,8 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_newer_formats_are_refused() {
-        let p = LogPayload::tagged(9, Command::Integrity(IntegrityCommand::Checkpoint { upto: 3, digest: "ab".into() }));
+        let p =
+            LogPayload::tagged(9, Command::Integrity(IntegrityCommand::Checkpoint { upto: 3, digest: "ab".into() }));
         let bytes = bincode::serialize(&p).unwrap();
         assert_eq!(&bytes[..4], &LOG_FORMAT.to_le_bytes(), "the version comes first");
         assert_eq!(bincode::deserialize::<LogPayload>(&bytes).unwrap(), p);

@@ -58,7 +58,9 @@ impl RaftNode {
                 // Deposed in between: ask whoever leads now.
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {}
                 Ok(Err(e)) => return Err(ReadError::Fatal(e.to_string())),
-                Err(_) => return Err(ReadIndexError::NoQuorum(format!("no majority answered within {:?}", left())).into()),
+                Err(_) => {
+                    return Err(ReadIndexError::NoQuorum(format!("no majority answered within {:?}", left())).into())
+                }
             }
         }
         let (leader, addr) = self.leader_raft_addr().ok_or(ReadError::NoLeader)?;

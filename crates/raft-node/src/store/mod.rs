@@ -39,7 +39,8 @@ pub fn check_format(db: &sled::Db) -> Result<(), OpenError> {
             format::check("this node's data directory", u32::from_be_bytes(bytes), STORE_FORMAT)?;
         }
         None => {
-            let has_data = !db.open_tree("log")?.is_empty() || db.tree_names().iter().any(|n| n.as_ref() == b"snapshot");
+            let has_data =
+                !db.open_tree("log")?.is_empty() || db.tree_names().iter().any(|n| n.as_ref() == b"snapshot");
             if has_data {
                 return Err(FormatError::Unversioned { what: "this node's data directory", known: STORE_FORMAT }.into());
             }

@@ -202,7 +202,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         let _files = self.files.clone().lock_owned().await;
         let mut file = snapshot.into_std().await;
         let this = self.clone();

@@ -175,7 +175,12 @@ impl<'a> Pending<'a> {
                     },
                     Plan::Refuse(result) => {
                         let o = fresh(result);
-                        state.serving.record(slot.fingerprint.clone(), o.clone(), slot.proposed_at_ms, self.env.retention);
+                        state.serving.record(
+                            slot.fingerprint.clone(),
+                            o.clone(),
+                            slot.proposed_at_ms,
+                            self.env.retention,
+                        );
                         o
                     }
                     Plan::Run => {
@@ -184,7 +189,12 @@ impl<'a> Pending<'a> {
                             .take()
                             .unwrap_or_else(|| PredictResult::ModelError("internal: request did not run".into()));
                         let o = fresh(result);
-                        state.serving.record(slot.fingerprint.clone(), o.clone(), slot.proposed_at_ms, self.env.retention);
+                        state.serving.record(
+                            slot.fingerprint.clone(),
+                            o.clone(),
+                            slot.proposed_at_ms,
+                            self.env.retention,
+                        );
                         o
                     }
                 };
@@ -213,7 +223,6 @@ impl<'a> Pending<'a> {
         self.group_of.clear();
     }
 }
-
 
 /// Applies the serving domain's entries, holding predictions back so that
 /// consecutive entries' requests can share a run.
@@ -346,13 +355,8 @@ fn complete_upload(
             Refusal::conflict(format!("cannot assemble the file: {other}"))
         }
     })?;
-    let record = super::catalog::VersionRecord {
-        sha256: sha256.clone(),
-        size_bytes,
-        uploaded_at_ms,
-        index,
-        builtin: false,
-    };
+    let record =
+        super::catalog::VersionRecord { sha256: sha256.clone(), size_bytes, uploaded_at_ms, index, builtin: false };
     match env.executor.load_version(&env.blobs, &name, version, &record) {
         Ok(_) => tracing::info!(index, model = %name, version, "model version uploaded and made default"),
         // The leader loaded this file before proposing it, so this node's

@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use super::command::{PredictBatch, PredictOutcome, PredictRequest, ServingCommand, ServingResult};
 use crate::commit::CommitTracker;
 use crate::domains::{Command, CommandResult};
-use crate::payload::LogPayload;
 use crate::node::{map_write_error, WriteError};
+use crate::payload::LogPayload;
 use crate::types::{LogId, Raft};
 
 /// Dynamic batching knobs.
