@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 pub use boat;
 
-pub mod onnx_builder;
+pub use boat::onnx_builder;
 
 /// Generous bound for anything a healthy cluster does in well under a second.
 pub const PATIENCE: Duration = Duration::from_secs(30);

@@ -8,6 +8,9 @@
 //! - `serving`: the same models side by side in one run: raw in-process
 //!   ONNX Runtime calls, a single-node cluster, a three-node cluster, and
 //!   the three-node cluster with batching turned off.
+//! - `memory`: node memory with large models loaded (`bench_memory`).
+//! - `reads`: one client reading model metadata, linearizable and stale, on
+//!   the leader and on a follower, rounds interleaved.
 //!
 //! Every loop is bounded by time and by count, and stops by itself.
 
@@ -34,6 +37,22 @@ pub enum BenchKind {
     Failover(FailoverArgs),
     /// Raw ONNX Runtime vs one node vs three nodes, with and without batching.
     Serving(crate::bench_serving::ServingArgs),
+    /// Node memory with large models loaded, restarted and rejoined.
+    Memory(crate::bench_memory::MemoryArgs),
+    /// Latency of linearizable and stale reads on the leader and a follower.
+    Reads(ReadsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReadsArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Sequential reads per kind and round.
+    #[arg(long, default_value_t = 2000)]
+    pub reads: usize,
+    /// Rounds; medians over them are reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -78,6 +97,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Throughput(a) => throughput(a).await,
         BenchKind::Failover(a) => failover(a).await,
         BenchKind::Serving(a) => crate::bench_serving::run(a).await,
+        BenchKind::Memory(a) => crate::bench_memory::run(a).await,
+        BenchKind::Reads(a) => reads(a).await,
     }
 }
 
@@ -89,8 +110,16 @@ pub struct BenchCluster {
 
 impl BenchCluster {
     pub async fn start(args: &ClusterArgs) -> anyhow::Result<Self> {
+        Self::start_with(args, None).await
+    }
+
+    /// A cluster whose nodes run `node_bin` (this binary when `None`).
+    pub async fn start_with(args: &ClusterArgs, node_bin: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("boat-bench-").tempdir()?;
-        let bin = std::env::current_exe().context("locating the boat binary")?;
+        let bin = match node_bin {
+            Some(b) => b,
+            None => std::env::current_exe().context("locating the boat binary")?,
+        };
         let mut spec = ClusterSpec::free_ports(args.nodes, dir.path().to_path_buf(), bin)?;
         spec.node_args = args.node_args.clone();
         spec.admin_token_file = Some(crate::cluster::ensure_admin_token(&spec.admin_token_path())?);
@@ -214,6 +243,44 @@ async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
             median(&mut p99),
             errors
         );
+    }
+    Ok(())
+}
+
+async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
+    let bench = BenchCluster::start(&args.cluster).await?;
+    let client = HttpClient::new()?;
+    let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let follower = (0..bench.cluster.len()).find(|i| *i != leader).context("a follower")?;
+    let kinds = [
+        ("follower, linearizable", follower, "/v2/models/echo"),
+        ("follower, stale", follower, "/v2/models/echo?consistency=stale"),
+        ("leader, linearizable", leader, "/v2/models/echo"),
+        ("leader, stale", leader, "/v2/models/echo?consistency=stale"),
+    ];
+    let mut p50 = vec![Vec::new(); kinds.len()];
+    let mut p99 = vec![Vec::new(); kinds.len()];
+    for _ in 0..args.repeat {
+        for (k, (_, node, path)) in kinds.iter().enumerate() {
+            let url = bench.cluster.http(*node);
+            let mut lat = Vec::with_capacity(args.reads);
+            for _ in 0..args.reads {
+                let t = Instant::now();
+                let r = client.get(&url, path).await?;
+                if !r.status.is_success() {
+                    bail!("{path} on node {node}: {} {}", r.status, r.text);
+                }
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            p50[k].push(percentile_ms(&lat, 50.0));
+            p99[k].push(percentile_ms(&lat, 99.0));
+        }
+    }
+    println!("GET /v2/models/echo, one client, {} reads x {} rounds, medians", args.reads, args.repeat);
+    println!("| read | p50 ms | p99 ms |\n|---|---:|---:|");
+    for (k, (label, _, _)) in kinds.iter().enumerate() {
+        println!("| {label} | {:.3} | {:.3} |", median(&mut p50[k]), median(&mut p99[k]));
     }
     Ok(())
 }

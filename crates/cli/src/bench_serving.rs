@@ -168,7 +168,10 @@ async fn cluster_rows(
 pub async fn run(args: ServingArgs) -> anyhow::Result<()> {
     let models = parse_models(&args.models)?;
     boat_serving::init_runtime(None).context("loading ONNX Runtime (set ORT_DYLIB_PATH)")?;
-    let registry = ModelRegistry::new(RegistryConfig::default());
+    // The raw reference runs one session per core, so that concurrent
+    // clients are not serialised behind one session.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let registry = ModelRegistry::new(RegistryConfig { sessions_per_model: cores, ..RegistryConfig::default() });
     let mut rows = Vec::new();
     eprintln!("measuring (this takes a few minutes)...");
     for (name, bytes) in &models {

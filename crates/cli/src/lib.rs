@@ -10,9 +10,12 @@
 //! - [`client`]: HTTP client for the cluster's API.
 //! - [`bench`]: `boat bench`, throughput, latency and failover measurements.
 //! - [`bench_serving`]: `boat bench serving`, raw runtime vs one node vs three nodes.
+//! - [`bench_memory`]: `boat bench memory`, node memory with large models loaded.
+//! - [`onnx_builder`]: ONNX files of a chosen size, for benchmarks and tests.
 //! - [`logging`]: tracing set-up.
 
 pub mod bench;
+pub mod bench_memory;
 pub mod bench_serving;
 pub mod client;
 pub mod cluster;
@@ -21,3 +24,4 @@ pub mod deploy;
 pub mod logging;
 pub mod models_cmd;
 pub mod node_cmd;
+pub mod onnx_builder;

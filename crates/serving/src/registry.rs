@@ -23,7 +23,9 @@ use crate::tensor::Tensor;
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// ONNX Runtime sessions kept per model, so that many requests can run one model at once
-    /// (`Session::run` needs exclusive access). Default 2.
+    /// (`Session::run` needs exclusive access). Default 1: a node's state machine applies
+    /// entries one at a time, so a second session would only cost memory; callers that run
+    /// one model from several threads (benchmarks, tools) raise it.
     pub sessions_per_model: usize,
     /// Most elements one request may carry, summed over its input tensors; no input's
     /// dimensions may multiply past it either (zero dimensions counted as 1). Applies to
@@ -34,7 +36,7 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { sessions_per_model: 2, max_elements_per_request: Self::DEFAULT_MAX_ELEMENTS_PER_REQUEST }
+        RegistryConfig { sessions_per_model: 1, max_elements_per_request: Self::DEFAULT_MAX_ELEMENTS_PER_REQUEST }
     }
 }
 

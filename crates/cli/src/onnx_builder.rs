@@ -1,5 +1,5 @@
-//! Builds small ONNX files in memory (protobuf written by hand), for tests
-//! that need a model of a given size without Python.
+//! Builds ONNX files of a chosen size in memory (protobuf written by hand),
+//! for benchmarks and tests that need large models without Python.
 //!
 //! Field numbers are those of `onnx.proto` (ModelProto, GraphProto,
 //! NodeProto, TensorProto, ValueInfoProto, TypeProto).
