@@ -50,3 +50,26 @@ pub fn check_format(db: &sled::Db) -> Result<(), OpenError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_without_a_format_marker_or_with_a_newer_one_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = sled::Config::new().path(dir.path().join("fresh")).open().unwrap();
+        check_format(&fresh).unwrap();
+        check_format(&fresh).expect("a marked store opens again");
+
+        let legacy = sled::Config::new().path(dir.path().join("legacy")).open().unwrap();
+        legacy.open_tree("log").unwrap().insert(0u64.to_be_bytes(), b"old entry".to_vec()).unwrap();
+        let e = check_format(&legacy).unwrap_err().to_string();
+        assert!(e.contains("before format versions"), "{e}");
+
+        let newer = sled::Config::new().path(dir.path().join("newer")).open().unwrap();
+        newer.open_tree("meta").unwrap().insert(FORMAT_KEY, &(STORE_FORMAT + 1).to_be_bytes()).unwrap();
+        let e = check_format(&newer).unwrap_err().to_string();
+        assert!(e.contains(&format!("format version {}", STORE_FORMAT + 1)), "{e}");
+    }
+}
