@@ -163,7 +163,7 @@ impl AppState {
         let inputs = self.validate_inputs(&call.model, version, call.inputs, call.outputs.as_deref()).await?;
         let id = call.key.unwrap_or_else(new_request_id);
         let request = PredictRequest { id: id.clone(), inputs, outputs: call.outputs };
-        let ticket = node.submit(&call.model, call.version, request).map_err(|e| write_error(e, Some(&id)))?;
+        let ticket = self.batcher.submit(&call.model, call.version, request).map_err(|e| write_error(e, Some(&id)))?;
 
         let timeout = self.config.write_timeout;
         let timed_out = || {

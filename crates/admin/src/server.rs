@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::routing::{delete, get, post};
 use axum::Router;
-use boat_raft::RaftNode;
+use boat_raft::{Batcher, RaftNode};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -41,6 +41,8 @@ impl HttpConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub node: RaftNode,
+    /// The leader's packing of predictions into log entries.
+    pub batcher: Arc<Batcher>,
     pub config: Arc<HttpConfig>,
     pub metrics: Option<PrometheusHandle>,
     /// Asynchronous requests this node accepted that are not applied yet.
@@ -92,10 +94,16 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub async fn bind(node: RaftNode, config: HttpConfig, metrics: Option<PrometheusHandle>) -> std::io::Result<Self> {
+    pub async fn bind(
+        node: RaftNode,
+        batcher: Batcher,
+        config: HttpConfig,
+        metrics: Option<PrometheusHandle>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let (exit, exit_requested) = watch::channel(false);
-        let state = AppState { node, config: Arc::new(config), metrics, pending: Arc::default(), exit };
+        let batcher = Arc::new(batcher);
+        let state = AppState { node, batcher, config: Arc::new(config), metrics, pending: Arc::default(), exit };
         Ok(Self { listener, state, exit_requested })
     }
 

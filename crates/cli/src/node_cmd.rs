@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use boat_admin::{HttpConfig, HttpServer};
-use boat_raft::{BatchConfig, BoatNode, Executor, NodeConfig, RaftNode, RaftTuning, Retention};
+use boat_raft::{BatchConfig, Batcher, BoatNode, Domains, Executor, NodeConfig, RaftNode, RaftTuning, Retention};
 use boat_serving::{ModelRegistry, RegistryConfig};
 use clap::Args;
 
@@ -131,6 +131,7 @@ impl NodeArgs {
 /// because of a `/control` exit.
 pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
     args.validate()?;
+    return_large_allocations();
     let members = args.members()?;
     boat_serving::init_runtime(args.ort_lib.as_deref()).context("loading ONNX Runtime")?;
     let registry_config =
@@ -156,18 +157,23 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
             snapshot_every: args.snapshot_every,
             keep_after_snapshot: args.keep_after_snapshot,
         },
-        retention: Retention { max_records: args.max_records, max_age_ms: args.record_ttl_s * 1000 },
-        batch: BatchConfig {
-            max_batch: args.max_batch,
-            max_wait: Duration::from_micros(args.max_wait_us),
-            max_in_flight: args.max_in_flight,
-            queue_capacity: args.queue_capacity,
-        },
         checkpoint_every: Duration::from_millis(args.checkpoint_ms.max(1)),
     };
-    let node = RaftNode::start(config, executor).await.context("starting raft")?;
+    let domains = Domains {
+        executor,
+        retention: Retention { max_records: args.max_records, max_age_ms: args.record_ttl_s * 1000 },
+    };
+    let node = RaftNode::start(config, domains).await.context("starting raft")?;
+    let batch = BatchConfig {
+        max_batch: args.max_batch,
+        max_wait: Duration::from_micros(args.max_wait_us),
+        max_in_flight: args.max_in_flight,
+        queue_capacity: args.queue_capacity,
+    };
+    let batcher = Batcher::new(&node, batch).map_err(anyhow::Error::msg).context("batching settings")?;
     let http = HttpServer::bind(
         node.clone(),
+        batcher,
         HttpConfig {
             listen: args.http,
             max_body_bytes: args.max_body_bytes,
@@ -185,6 +191,20 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
     tracing::info!(by_exit, "stopping");
     node.shutdown().await;
     Ok(by_exit)
+}
+
+/// Makes glibc serve every allocation of 1 MiB or more with its own mapping,
+/// returned to the system when freed. By default glibc raises that
+/// threshold after the first large block is freed (up to 32 MiB), after
+/// which the transient copies of model files (upload bodies, assembled
+/// blobs read for loading) stay in the heap for good.
+fn return_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tuning parameter (under the
+    // allocator's own lock); it touches no memory of ours.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

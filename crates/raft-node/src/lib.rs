@@ -46,7 +46,8 @@ pub use domains::serving::{
     catalog, BatchConfig, Catalog, Executor, ModelChange, PredictOutcome, PredictRequest, PredictResult, Retention,
     ServingCommand, ServingResult, Ticket, UploadChunk, UploadModel, ECHO_MODEL, UPLOAD_CHUNK_BYTES,
 };
-pub use domains::{Command, CommandResult, Refusal, RefusalKind};
+pub use domains::serving::Batcher;
+pub use domains::{Command, CommandResult, Domains, Refusal, RefusalKind};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};
 pub use reads::ReadError;

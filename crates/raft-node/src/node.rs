@@ -1,8 +1,9 @@
-//! A running Raft node: wires storage, network, openraft and the domains'
-//! node-local parts together, and offers the generic operations the HTTP
-//! layer needs (write a command, read status, inject faults). Linearizable
-//! reads are in `reads`, leader-only tasks in `leader`, and the serving
-//! domain's operations (`submit`, `executor`) in `domains::serving::node`.
+//! A running Raft node: wires storage, network and openraft together, and
+//! offers the generic operations the HTTP layer needs (write a command,
+//! read status, inject faults). It knows no domain: the caller hands it the
+//! domains' node-local parts (`Domains`), which it passes to the state
+//! machine. Linearizable reads are in `reads`, leader-only tasks in
+//! `leader`, and the serving domain's accessors in `domains::serving::node`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blobs::BlobStore;
 use crate::commit::CommitTracker;
 use crate::domains::integrity::Divergence;
-use crate::domains::serving::{BatchConfig, Batcher, Executor, Retention};
-use crate::domains::{ApplyEnv, Command, CommandResult};
+use crate::domains::{ApplyEnv, Command, CommandResult, Domains};
 use crate::network::{FaultReport, Faults, NetworkFactory, RaftGrpcService, ReadIndexClient};
 use crate::payload::LogPayload;
 use crate::store::{LogStore, StateMachineStore, StateView};
@@ -66,8 +66,6 @@ pub struct NodeConfig {
     pub members: BTreeMap<NodeId, BoatNode>,
     pub data_dir: PathBuf,
     pub tuning: RaftTuning,
-    pub retention: Retention,
-    pub batch: BatchConfig,
     /// How often the leader proposes a checkpoint of its digest.
     pub checkpoint_every: Duration,
 }
@@ -171,9 +169,9 @@ pub(crate) struct Inner {
     pub(crate) raft: Raft,
     pub(crate) log: LogStore,
     pub(crate) state: StateView,
-    pub(crate) executor: Executor,
+    pub(crate) env: ApplyEnv,
+    pub(crate) tracker: CommitTracker,
     pub(crate) faults: Faults,
-    pub(crate) batcher: Batcher,
     pub(crate) reader: ReadIndexClient,
     /// Cancelled when the node shuts down; every background task and
     /// leader task stops with it.
@@ -183,7 +181,7 @@ pub(crate) struct Inner {
 impl RaftNode {
     /// Opens storage, binds the Raft transport, starts openraft and, on a
     /// node with an empty log, proposes the static membership.
-    pub async fn start(cfg: NodeConfig, executor: Executor) -> Result<Self, StartError> {
+    pub async fn start(cfg: NodeConfig, domains: Domains) -> Result<Self, StartError> {
         if !cfg.members.contains_key(&cfg.id) {
             return Err(StartError::NotAMember(cfg.id));
         }
@@ -205,8 +203,8 @@ impl RaftNode {
         let tracker = CommitTracker::default();
         let log = LogStore::open(&db, tracker.clone()).map_err(|e| storage_err(&e))?;
         let blobs = BlobStore::open(cfg.data_dir.join("blobs")).map_err(|e| storage_err(&e))?;
-        let env = ApplyEnv { executor: executor.clone(), blobs, retention: cfg.retention };
-        let sm = StateMachineStore::open(&cfg.data_dir, env).map_err(|e| storage_err(&e))?;
+        let env = ApplyEnv::new(domains, blobs);
+        let sm = StateMachineStore::open(&cfg.data_dir, env.clone()).map_err(|e| storage_err(&e))?;
         let state = sm.view();
 
         let t = &cfg.tuning;
@@ -258,10 +256,8 @@ impl RaftNode {
             }
         }
 
-        cfg.batch.validate().map_err(StartError::Config)?;
-        let batcher = Batcher::new(raft.clone(), tracker, cfg.batch.clone());
         let reader = ReadIndexClient::new(cfg.id, faults.clone());
-        let inner = Inner { id: cfg.id, raft, log, state, executor, faults, batcher, reader, shutdown };
+        let inner = Inner { id: cfg.id, raft, log, state, env, tracker, faults, reader, shutdown };
         let node = Self { inner: Arc::new(inner) };
         let every = cfg.checkpoint_every;
         node.spawn_leader_task("checkpoints", move |node, stop| crate::background::checkpoints(node, every, stop));
@@ -269,8 +265,13 @@ impl RaftNode {
         Ok(node)
     }
 
-    pub(crate) fn raft(&self) -> &Raft {
+    pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// Shared with proposers that wait for their entry's commit.
+    pub fn commit_tracker(&self) -> &CommitTracker {
+        &self.inner.tracker
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -290,7 +291,8 @@ impl RaftNode {
         self.inner.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    pub(crate) fn not_leader(&self) -> WriteError {
+    /// The error for a write sent here while another node leads.
+    pub fn not_leader(&self) -> WriteError {
         let (leader_id, leader_http) = match self.leader() {
             Some((id, http)) => (Some(id), http),
             None => (None, None),

@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn config_validation_and_defaults() {
         let def = RegistryConfig::default();
-        assert_eq!(def.sessions_per_model, 2);
+        assert_eq!(def.sessions_per_model, 1);
         assert_eq!(def.max_elements_per_request, 1_000_000);
         let with = |sessions, max| RegistryConfig { sessions_per_model: sessions, max_elements_per_request: max };
         assert!(with(0, 10).validate().is_err());
@@ -274,7 +274,7 @@ mod tests {
         let cfg: RegistryConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(cfg, def);
         let cfg: RegistryConfig = serde_json::from_str(r#"{"max_elements_per_request": 5}"#).unwrap();
-        assert_eq!(cfg, with(2, 5));
+        assert_eq!(cfg, with(1, 5));
         assert!(serde_json::from_str::<RegistryConfig>(r#"{"bogus": 1}"#).is_err());
         let reg = ModelRegistry::new(with(0, 0));
         assert_eq!(reg.config(), &with(1, 1));

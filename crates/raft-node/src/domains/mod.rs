@@ -69,6 +69,15 @@ impl Refusal {
     }
 }
 
+/// The domains' node-local parts, made by whoever starts the node.
+#[derive(Clone)]
+pub struct Domains {
+    /// Runs the serving domain's predictions on this node's ONNX Runtime.
+    pub executor: Executor,
+    /// How long the serving domain keeps prediction records.
+    pub retention: Retention,
+}
+
 /// Node-local resources the domains use while applying; never replicated,
 /// and never read in a way that could make replicas differ.
 #[derive(Clone)]
@@ -76,6 +85,13 @@ pub struct ApplyEnv {
     pub executor: Executor,
     pub blobs: BlobStore,
     pub retention: Retention,
+}
+
+impl ApplyEnv {
+    pub fn new(domains: Domains, blobs: BlobStore) -> Self {
+        let Domains { executor, retention } = domains;
+        Self { executor, blobs, retention }
+    }
 }
 
 /// The replicated, snapshotted state of one node: identical on every

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use super::command::{PredictBatch, PredictOutcome, PredictRequest, ServingCommand, ServingResult};
 use crate::commit::CommitTracker;
 use crate::domains::{Command, CommandResult};
-use crate::node::{map_write_error, WriteError};
+use crate::node::{map_write_error, RaftNode, WriteError};
 use crate::payload::LogPayload;
 use crate::types::{LogId, Raft};
 
@@ -69,6 +69,7 @@ struct Job {
 type QueueKey = (String, Option<u64>);
 
 pub struct Batcher {
+    node: RaftNode,
     raft: Raft,
     tracker: CommitTracker,
     config: BatchConfig,
@@ -82,17 +83,24 @@ fn now_ms() -> u64 {
 }
 
 impl Batcher {
-    pub fn new(raft: Raft, tracker: CommitTracker, config: BatchConfig) -> Self {
+    /// The batcher of `node`'s serving domain; it proposes only while
+    /// `node` leads.
+    pub fn new(node: &RaftNode, config: BatchConfig) -> Result<Self, String> {
+        config.validate()?;
+        let (raft, tracker) = (node.raft().clone(), node.commit_tracker().clone());
         let admission = Arc::new(Semaphore::new(config.queue_capacity));
         // Random high bits: tags from an earlier run of this node never
         // match this run's. Never 0, which means "untracked".
         let next_tag = Arc::new(AtomicU64::new((rand::random::<u64>() & !0xffff_ffff) | (1 << 32)));
-        Self { raft, tracker, config, admission, queues: Mutex::new(HashMap::new()), next_tag }
+        Ok(Self { node: node.clone(), raft, tracker, config, admission, queues: Mutex::new(HashMap::new()), next_tag })
     }
 
-    /// Queues a validated request. Fails at once with `Overloaded` when the
-    /// queues are full.
+    /// Queues a validated request. Fails at once with `NotLeader` when this
+    /// node does not lead, and with `Overloaded` when the queues are full.
     pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
+        if !self.node.is_leader() {
+            return Err(self.node.not_leader());
+        }
         let permit = self.admission.clone().try_acquire_owned().map_err(|_| WriteError::Overloaded)?;
         let (committed_tx, committed) = oneshot::channel();
         let (outcome_tx, outcome) = oneshot::channel();
