@@ -29,7 +29,8 @@ async fn a_wiped_node_rejoins_with_model_files_on_disk_and_serves_them() {
     let mut files = BTreeMap::new();
     for (i, width) in [400_000u64, 380_000, 360_000].into_iter().enumerate() {
         let bytes = matmul_model(width, i as u32 + 1);
-        let r = sb.client().upload_model(&sb.url(leader), &format!("big{i}"), bytes.clone(), Some(&token)).await.unwrap();
+        let r =
+            sb.client().upload_model(&sb.url(leader), &format!("big{i}"), bytes.clone(), Some(&token)).await.unwrap();
         assert_eq!(r.status, 201, "{}", r.text);
         files.insert(r.body["sha256"].as_str().unwrap().to_string(), bytes.len() as u64);
     }
@@ -77,6 +78,11 @@ async fn a_wiped_node_rejoins_with_model_files_on_disk_and_serves_them() {
     // loaded them from its own uploads, and not the files on top of them.
     let rss = |i: usize| rss_bytes(sb.cluster.pid(i).unwrap());
     let (rejoined, reference) = (rss(wiped), rss(others(leader)[1]));
-    eprintln!("RSS: rejoined node {} MB, node that applied the uploads {} MB, models {} MB", rejoined >> 20, reference >> 20, total >> 20);
+    eprintln!(
+        "RSS: rejoined node {} MB, node that applied the uploads {} MB, models {} MB",
+        rejoined >> 20,
+        reference >> 20,
+        total >> 20
+    );
     assert!(rejoined < reference + total / 2, "rejoined {rejoined} B against {reference} B with {total} B of models");
 }

@@ -83,7 +83,10 @@ pub async fn run(args: MemoryArgs) -> anyhow::Result<()> {
 
     let mut bench = BenchCluster::start_with(&args.cluster, args.node_bin.clone()).await?;
     let n = bench.cluster.len();
-    println!("{} models of {} MB ({total_mb:.0} MB in all); ONNX Runtime alone holds {runtime_share:.0} MB for them", args.models, args.mb);
+    println!(
+        "{} models of {} MB ({total_mb:.0} MB in all); ONNX Runtime alone holds {runtime_share:.0} MB for them",
+        args.models, args.mb
+    );
     let header: Vec<String> = (0..n).map(|i| format!("node {i}")).collect();
     println!("| RSS (MB)                           | {} |", header.join(" | "));
     println!("|---|{}", "---:|".repeat(n));

@@ -42,11 +42,11 @@ pub mod types;
 
 pub use domains::integrity::{Divergence, IntegrityCommand};
 pub use domains::serving::command::sha256_hex;
+pub use domains::serving::Batcher;
 pub use domains::serving::{
     catalog, BatchConfig, Catalog, Executor, ModelChange, PredictOutcome, PredictRequest, PredictResult, Retention,
     ServingCommand, ServingResult, Ticket, UploadChunk, UploadModel, ECHO_MODEL, UPLOAD_CHUNK_BYTES,
 };
-pub use domains::serving::Batcher;
 pub use domains::{Command, CommandResult, Domains, Refusal, RefusalKind};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};

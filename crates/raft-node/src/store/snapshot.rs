@@ -184,8 +184,10 @@ mod tests {
         let here = BlobStore::open(dir.path().join("a")).unwrap();
         let there = BlobStore::open(dir.path().join("b")).unwrap();
         let sha = here.put(&vec![7u8; 300_000]).unwrap();
-        let mut state = AppliedState::default();
-        state.last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(2, 0), 9));
+        let state = AppliedState {
+            last_applied: Some(LogId::new(openraft::CommittedLeaderId::new(2, 0), 9)),
+            ..AppliedState::default()
+        };
         let meta = SnapshotMeta {
             last_log_id: state.last_applied,
             last_membership: StoredMembership::default(),
