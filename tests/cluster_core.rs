@@ -309,3 +309,41 @@ async fn without_a_majority_a_node_answers_503_with_retry_after() {
     let r = sb.predict_anywhere(&json!({"input": "back"}), None).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_isolated_leader_stops_taking_writes_and_the_majority_serves() {
+    // 300-600 ms election timeouts: a leader without its majority for 600 ms refuses writes.
+    let sb = Sandbox::start(3, &[]).unwrap();
+    let old = sb.wait_for_leader().await.unwrap();
+    let peers: Vec<u64> = others(old).iter().map(|i| *i as u64).collect();
+    let r = sb.control(old, json!({"cmd": "partition", "peers": peers, "duration_ms": 60_000})).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cut_at = std::time::Instant::now();
+
+    // Within a few election timeouts the old leader answers 503 at once,
+    // naming the reason, instead of holding requests it cannot commit.
+    let bound = Duration::from_millis(10 * 600);
+    let refused = loop {
+        let r = sb.predict(old, "cut off", None).await.unwrap();
+        if r.status == 503 && r.body["error"].as_str().is_some_and(|e| e.contains("majority")) {
+            break r;
+        }
+        assert!(cut_at.elapsed() < bound, "still accepting after {:?}: {} {}", cut_at.elapsed(), r.status, r.text);
+    };
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let t = std::time::Instant::now();
+    let again = sb.predict(old, "cut off again", None).await.unwrap();
+    assert_eq!(again.status, 503, "{}", again.text);
+    assert!(t.elapsed() < Duration::from_secs(1), "refused without waiting for a commit");
+    let s = sb.status(old).await.unwrap();
+    assert!(s.is_leader, "openraft still calls it leader; it just will not take writes");
+
+    // The majority elects a new leader and serves.
+    let majority = others(old);
+    let urls: Vec<String> = majority.iter().map(|i| sb.url(*i)).collect();
+    let body = json!({"input": "majority"});
+    let deadline = std::time::Instant::now() + boat_tests::PATIENCE;
+    let served = sb.client().predict_anywhere(&urls, &body, None, deadline).await.unwrap();
+    assert_eq!(served.status, 200, "{}", served.text);
+    assert_ne!(served.body["node_id"].as_u64(), Some(old as u64));
+}

@@ -89,6 +89,9 @@ pub fn write_error(e: WriteError, id: Option<&str>) -> ApiError {
     let e = match e {
         WriteError::NotLeader { leader_id, leader_http } => return ApiError::not_leader(leader_id, leader_http),
         WriteError::Overloaded => ApiError::overloaded("too many requests are queued; retry shortly"),
+        WriteError::NoQuorum(_) => {
+            ApiError::unavailable(format!("{e}; retry on another node (with the same idempotency key)"), 1)
+        }
         WriteError::Lost => ApiError::unavailable(
             "leadership changed before the request committed; retry (with the same idempotency key)",
             1,
@@ -177,22 +180,38 @@ impl AppState {
         };
         let gone =
             || ApiError::unavailable("the request was dropped while this node stopped", 1).with("id", id.clone());
+        // A leader cut off from its majority will not commit soon: say so
+        // instead of holding the client until its timeout.
+        let cut_off = || {
+            ApiError::unavailable(
+                "this leader lost contact with a majority before the request committed; the outcome is unknown, \
+                 retry on another node with the same idempotency key",
+                1,
+            )
+            .with("id", id.clone())
+        };
         match call.mode {
-            Mode::Wait => match tokio::time::timeout(timeout, ticket.outcome).await {
-                Err(_) => Err(timed_out()),
-                Ok(Err(_)) => Err(gone()),
-                Ok(Ok(Err(e))) => Err(write_error(e, Some(&id))),
-                Ok(Ok(Ok(outcome))) => Ok(Answer::Done(outcome)),
-            },
-            Mode::Async => {
-                self.pending_insert(&id);
-                let answer = match tokio::time::timeout(timeout, ticket.committed).await {
+            Mode::Wait => tokio::select! {
+                waited = tokio::time::timeout(timeout, ticket.outcome) => match waited {
                     Err(_) => Err(timed_out()),
                     Ok(Err(_)) => Err(gone()),
                     Ok(Ok(Err(e))) => Err(write_error(e, Some(&id))),
-                    Ok(Ok(Ok(log_id))) => {
-                        Ok(Answer::Accepted { id: id.clone(), index: log_id.index, term: log_id.leader_id.term })
-                    }
+                    Ok(Ok(Ok(outcome))) => Ok(Answer::Done(outcome)),
+                },
+                _ = node.quorum_lost() => Err(cut_off()),
+            },
+            Mode::Async => {
+                self.pending_insert(&id);
+                let answer = tokio::select! {
+                    waited = tokio::time::timeout(timeout, ticket.committed) => match waited {
+                        Err(_) => Err(timed_out()),
+                        Ok(Err(_)) => Err(gone()),
+                        Ok(Ok(Err(e))) => Err(write_error(e, Some(&id))),
+                        Ok(Ok(Ok(log_id))) => {
+                            Ok(Answer::Accepted { id: id.clone(), index: log_id.index, term: log_id.leader_id.term })
+                        }
+                    },
+                    _ = node.quorum_lost() => Err(cut_off()),
                 };
                 // Forget the pending mark once the outcome is in (or lost).
                 let (pending, outcome) = (self.clone(), ticket.outcome);

@@ -96,7 +96,13 @@ pub async fn show(
 /// Appends a model command and waits for its result.
 async fn append(app: &AppState, cmd: ServingCommand) -> Result<CommandResult, ApiError> {
     let timeout = app.config.write_timeout;
-    match tokio::time::timeout(timeout, app.node.write(Command::Serving(cmd))).await {
+    let written = tokio::select! {
+        w = tokio::time::timeout(timeout, app.node.write(Command::Serving(cmd))) => w,
+        _ = app.node.quorum_lost() => {
+            return Err(ApiError::unavailable("this leader lost contact with a majority; check GET /api/models and retry", 1))
+        }
+    };
+    match written {
         Err(_) => Err(ApiError::unavailable(format!("not committed within {timeout:?}; check GET /api/models"), 1)),
         Ok(Err(e)) => Err(write_error(e, None)),
         Ok(Ok(CommandResult::Refused(r))) => Err(match r.kind {

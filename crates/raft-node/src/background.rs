@@ -47,6 +47,7 @@ pub(crate) async fn raft_metrics(node: RaftNode) {
     loop {
         {
             let m = rx.borrow_and_update();
+            node.inner().quorum.observe(&m);
             metrics::gauge!("boat_raft_term").set(m.current_term as f64);
             metrics::gauge!("boat_raft_last_applied").set(m.last_applied.map(|l| l.index).unwrap_or(0) as f64);
             metrics::gauge!("boat_raft_is_leader").set(if m.state == openraft::ServerState::Leader {

@@ -13,7 +13,8 @@
 //! - [`network`]: the tonic transport, the read-index client, fault injection.
 //! - [`commit`]: tells a proposer when its entry commits.
 //! - [`node`]: start-up, writes, status; [`reads`]: linearizable reads;
-//!   [`leader`]: tasks that run only while this node leads.
+//!   [`leader`]: tasks that run only while this node leads; [`quorum`]: a
+//!   leader that lost its majority stops taking writes.
 //! - `background`: leader checkpoints and Raft metrics.
 //!
 //! The replicated state machine, by domain: [`domains`] (the command set,
@@ -36,6 +37,7 @@ pub mod leader;
 pub mod network;
 pub mod node;
 pub mod payload;
+pub mod quorum;
 pub mod reads;
 pub mod store;
 pub mod types;

@@ -23,6 +23,7 @@ use crate::domains::integrity::Divergence;
 use crate::domains::{ApplyEnv, Command, CommandResult, Domains};
 use crate::network::{FaultReport, Faults, NetworkFactory, RaftGrpcService, ReadIndexClient};
 use crate::payload::LogPayload;
+use crate::quorum::QuorumClock;
 use crate::store::{LogStore, StateMachineStore, StateView};
 use crate::types::{BoatNode, NodeId, Raft};
 
@@ -95,6 +96,8 @@ pub enum WriteError {
     Overloaded,
     #[error("leadership was lost before the entry committed")]
     Lost,
+    #[error("this leader has not heard from a majority for {0:?}; it may be cut off from the cluster")]
+    NoQuorum(Duration),
     #[error("raft stopped: {0}")]
     Fatal(String),
 }
@@ -173,6 +176,10 @@ pub(crate) struct Inner {
     pub(crate) tracker: CommitTracker,
     pub(crate) faults: Faults,
     pub(crate) reader: ReadIndexClient,
+    pub(crate) quorum: QuorumClock,
+    /// How long a leader may go without a majority's acknowledgement
+    /// before it refuses writes (see `quorum`).
+    pub(crate) check_quorum: Duration,
     /// Cancelled when the node shuts down; every background task and
     /// leader task stops with it.
     pub(crate) shutdown: CancellationToken,
@@ -257,7 +264,10 @@ impl RaftNode {
         }
 
         let reader = ReadIndexClient::new(cfg.id, faults.clone());
-        let inner = Inner { id: cfg.id, raft, log, state, env, tracker, faults, reader, shutdown };
+        let check_quorum = Duration::from_millis(cfg.tuning.election_max_ms);
+        let quorum = QuorumClock::default();
+        let inner =
+            Inner { id: cfg.id, raft, log, state, env, tracker, faults, reader, quorum, check_quorum, shutdown };
         let node = Self { inner: Arc::new(inner) };
         let every = cfg.checkpoint_every;
         node.spawn_leader_task("checkpoints", move |node, stop| crate::background::checkpoints(node, every, stop));
@@ -300,11 +310,21 @@ impl RaftNode {
         WriteError::NotLeader { leader_id, leader_http }
     }
 
-    /// Appends a command and waits until it is applied here.
-    pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
+    /// Refuses a write here: another node leads, or this leader has lost
+    /// its majority.
+    pub fn check_writable(&self) -> Result<(), WriteError> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
+        if !self.has_quorum() {
+            return Err(WriteError::NoQuorum(self.inner.check_quorum));
+        }
+        Ok(())
+    }
+
+    /// Appends a command and waits until it is applied here.
+    pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
+        self.check_writable()?;
         self.inner.raft.client_write(LogPayload::new(cmd)).await.map(|r| r.data).map_err(map_write_error)
     }
 

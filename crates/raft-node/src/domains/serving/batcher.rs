@@ -96,11 +96,10 @@ impl Batcher {
     }
 
     /// Queues a validated request. Fails at once with `NotLeader` when this
-    /// node does not lead, and with `Overloaded` when the queues are full.
+    /// node does not lead, `NoQuorum` when it lost its majority, and
+    /// `Overloaded` when the queues are full.
     pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
-        if !self.node.is_leader() {
-            return Err(self.node.not_leader());
-        }
+        self.node.check_writable()?;
         let permit = self.admission.clone().try_acquire_owned().map_err(|_| WriteError::Overloaded)?;
         let (committed_tx, committed) = oneshot::channel();
         let (outcome_tx, outcome) = oneshot::channel();
