@@ -3,7 +3,8 @@
 //!
 //! - `throughput`: closed-loop clients posting `/predict` to the leader, at
 //!   each concurrency level, repeated; reports medians over the repeats.
-//! - `failover`: SIGKILL the leader, time until a retrying client gets its
+//! - `failover`: SIGKILL the leader (`--fault kill`) or cut it off from
+//!   every peer (`--fault partition`), time until a retrying client gets its
 //!   first 200 from the new leader; median and worst over the runs.
 //! - `serving`: the same models side by side in one run: raw in-process
 //!   ONNX Runtime calls, a single-node cluster, a three-node cluster, and
@@ -87,9 +88,18 @@ pub struct ThroughputArgs {
 pub struct FailoverArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Number of leader kills.
+    /// Number of leader failures.
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
+    /// How the leader fails: SIGKILL, or cut off from every peer.
+    #[arg(long, value_enum, default_value_t = Fault::Kill)]
+    pub fault: Fault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    Kill,
+    Partition,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -293,8 +303,12 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
     let client = HttpClient::new()?;
     let urls = bench.urls();
     let mut times = Vec::new();
+    let what = match args.fault {
+        Fault::Kill => "SIGKILL the leader",
+        Fault::Partition => "cut the leader off from every peer",
+    };
     println!(
-        "failover on a {}-node cluster: SIGKILL the leader, time to the first 200 from a new leader",
+        "failover on a {}-node cluster: {what}, time to the first 200 from a new leader for a retrying client",
         args.cluster.nodes
     );
     for run in 0..args.runs {
@@ -303,7 +317,17 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
         if !warm.status.is_success() {
             bail!("warm-up prediction failed: {}", warm.text);
         }
-        bench.cluster.kill_node(leader).await?;
+        match args.fault {
+            Fault::Kill => bench.cluster.kill_node(leader).await?,
+            Fault::Partition => {
+                let peers: Vec<usize> = (0..urls.len()).filter(|i| *i != leader).collect();
+                let cmd = json!({"cmd": "partition", "peers": peers, "duration_ms": 60_000});
+                let r = client.control(&urls[leader], &cmd).await?;
+                if !r.status.is_success() {
+                    bail!("partition failed: {}", r.text);
+                }
+            }
+        }
         let t0 = Instant::now();
         let r = client
             .predict_anywhere(&urls, &json!({"input": format!("failover {run}")}), None, t0 + Duration::from_secs(30))
@@ -313,13 +337,18 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
             bail!("prediction after failover failed: {}", r.text);
         }
         println!(
-            "run {:>2}: node {leader} killed, node {} served after {:>7.1} ms",
+            "run {:>2}: node {leader} failed, node {} served after {:>7.1} ms",
             run + 1,
             r.body["node_id"],
             took.as_secs_f64() * 1000.0
         );
         times.push(took.as_secs_f64() * 1000.0);
-        bench.cluster.start_node(leader)?;
+        match args.fault {
+            Fault::Kill => bench.cluster.start_node(leader)?,
+            Fault::Partition => {
+                client.control(&urls[leader], &json!({"cmd": "heal"})).await?;
+            }
+        }
         let committed =
             bench.cluster.client.status(&urls[r.body["node_id"].as_u64().unwrap_or(0) as usize]).await?.commit_index;
         bench.cluster.wait_for_applied(committed, Duration::from_secs(30)).await?;
