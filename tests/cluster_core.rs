@@ -347,3 +347,28 @@ async fn an_isolated_leader_stops_taking_writes_and_the_majority_serves() {
     assert_eq!(served.status, 200, "{}", served.text);
     assert_ne!(served.body["node_id"].as_u64(), Some(old as u64));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_logs_rotate_and_keep_the_configured_number_of_files() {
+    let sb = Sandbox::start(1, &["--log-max-bytes", "2000", "--log-files", "2"]).unwrap();
+    sb.wait_for_leader().await.unwrap();
+    // Every control command logs a line: about 8 KB in all.
+    for _ in 0..80 {
+        assert_eq!(sb.control(0, json!({"cmd": "heal"})).await.unwrap().status, 200);
+    }
+    let dir = sb.cluster.spec.log_dir();
+    let name = |suffix: &str| dir.join(format!("node-0.log{suffix}"));
+    let deadline = std::time::Instant::now() + boat_tests::PATIENCE;
+    while !name(".2").exists() {
+        assert!(std::time::Instant::now() < deadline, "the log never rotated twice");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files, ["node-0.log", "node-0.log.1", "node-0.log.2"], "the current file and two rotated ones");
+    for suffix in [".1", ".2"] {
+        let len = std::fs::metadata(name(suffix)).unwrap().len();
+        assert!((2000..2000 + 4096).contains(&len), "node-0.log{suffix} has {len} bytes");
+    }
+}

@@ -50,7 +50,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     match cli.command {
         Cmd::Node(args) => {
-            let _guard = logging::init_node(args.log_dir.as_deref(), &format!("node-{}.log", args.id))?;
+            let rotation = logging::Rotation { max_bytes: args.log_max_bytes, keep: args.log_files };
+            let _guard = logging::init_node(args.log_dir.as_deref(), &format!("node-{}.log", args.id), rotation)?;
             logging::log_panics();
             runtime.block_on(node_cmd::run(args))?;
         }

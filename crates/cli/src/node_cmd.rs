@@ -33,6 +33,12 @@ pub struct NodeArgs {
     /// Directory for this node's log file (node-ID.log); stderr only when absent.
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
+    /// Rotate the log file once it grows past this many bytes.
+    #[arg(long, default_value_t = crate::logging::Rotation::default().max_bytes)]
+    pub log_max_bytes: usize,
+    /// Rotated log files kept (node-ID.log.1 is the newest), besides the current one.
+    #[arg(long, default_value_t = crate::logging::Rotation::default().keep)]
+    pub log_files: usize,
     /// Path of libonnxruntime.so (otherwise ORT_DYLIB_PATH).
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
@@ -120,8 +126,8 @@ impl NodeArgs {
         if self.election_min_ms <= self.heartbeat_ms || self.election_max_ms <= self.election_min_ms {
             bail!("need heartbeat_ms < election_min_ms < election_max_ms");
         }
-        if self.max_body_bytes == 0 || self.snapshot_every == 0 {
-            bail!("max_body_bytes and snapshot_every must be positive");
+        if self.max_body_bytes == 0 || self.snapshot_every == 0 || self.log_max_bytes == 0 {
+            bail!("max_body_bytes, snapshot_every and log_max_bytes must be positive");
         }
         Ok(())
     }
