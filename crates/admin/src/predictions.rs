@@ -17,7 +17,7 @@ use crate::server::AppState;
 /// A linearizable read by default: once a request was answered (200 or
 /// 202) by any node, its record is found on every node.
 pub async fn get(State(app): State<AppState>, _: Consistent, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let found = app.node.state().read().serving.records.outcome(&id).cloned();
+    let found = app.node.prediction(&id);
     if let Some(outcome) = found {
         let mut body = outcome_json(&outcome, app.node.id());
         match outcome_error(&outcome) {

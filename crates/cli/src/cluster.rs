@@ -35,10 +35,12 @@ pub struct ClusterSpec {
     pub inherit_output: bool,
 }
 
-/// Reserves a free loopback port by binding port 0. The port is released
-/// before the node binds it; collisions are possible but rare.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A loopback address of its own for one cluster: 127.x.y.z picked at
+/// random. Clusters started side by side (tests run in parallel) then cannot
+/// take each other's ports between reserving a port and binding it.
+fn private_loopback() -> std::net::Ipv4Addr {
+    let [a, b, c]: [u8; 3] = rand::random();
+    std::net::Ipv4Addr::new(127, a.max(1), b, c.clamp(1, 254))
 }
 
 impl ClusterSpec {
@@ -73,15 +75,17 @@ impl ClusterSpec {
         Ok(Self::with_addrs(dir, boat_bin, http, raft))
     }
 
-    /// `n` nodes on free loopback ports.
+    /// `n` nodes on free ports of a loopback address of their own. Every
+    /// port is held until all are chosen, so none is handed out twice.
     pub fn free_ports(n: usize, dir: PathBuf, boat_bin: PathBuf) -> anyhow::Result<Self> {
-        let mut http = Vec::new();
-        let mut raft = Vec::new();
-        for _ in 0..n {
-            http.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
-            raft.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+        let host = private_loopback();
+        let mut held = Vec::new();
+        for _ in 0..2 * n {
+            held.push(TcpListener::bind((host, 0)).with_context(|| format!("reserving a port on {host}"))?);
         }
-        Ok(Self::with_addrs(dir, boat_bin, http, raft))
+        let addrs: Vec<SocketAddr> = held.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?;
+        let (http, raft) = addrs.split_at(n);
+        Ok(Self::with_addrs(dir, boat_bin, http.to_vec(), raft.to_vec()))
     }
 
     pub fn len(&self) -> usize {

@@ -91,10 +91,12 @@ pub struct NodeArgs {
     /// Entries kept below a snapshot for followers that lag a little.
     #[arg(long, default_value_t = RaftTuning::default().keep_after_snapshot)]
     pub keep_after_snapshot: u64,
-    /// Idempotency records kept (oldest dropped first).
+    /// Safety cap on prediction records held (oldest dropped first); they
+    /// live on disk, a few hundred bytes each.
     #[arg(long, default_value_t = Retention::default().max_records)]
-    pub max_records: usize,
-    /// Age after which idempotency records are dropped, in seconds.
+    pub max_records: u64,
+    /// The dedup window, in seconds: a retry with the same key within it
+    /// (by the leader's clock) gets the first outcome; older records are dropped.
     #[arg(long, default_value_t = Retention::default().max_age_ms / 1000)]
     pub record_ttl_s: u64,
 }

@@ -14,9 +14,10 @@ use openraft::{CommittedLeaderId, EntryPayload, Membership};
 use crate::blobs::BlobStore;
 use crate::domains::integrity::IntegrityCommand;
 use crate::domains::serving::{
-    PredictBatch, PredictOutcome, PredictRequest, PredictResult, Retention, ServingCommand, UploadChunk, UploadModel,
+    Executor, PredictBatch, PredictOutcome, PredictRequest, PredictResult, RecordStore, Retention, ServingCommand,
+    UploadChunk, UploadModel,
 };
-use crate::domains::{AppliedState, Command};
+use crate::domains::{AppliedState, ApplyEnv, Command, Domains};
 use crate::format::{LOG_FORMAT, SNAPSHOT_FORMAT};
 use crate::payload::LogPayload;
 use crate::store::snapshot;
@@ -105,8 +106,9 @@ fn entries() -> Vec<(&'static str, Entry)> {
     ]
 }
 
-/// A state with a model version, a staged chunk and a prediction record.
-fn state() -> AppliedState {
+/// A state with a model version, a staged chunk and a prediction record
+/// (written into `records`).
+fn state(records: &RecordStore) -> AppliedState {
     let mut s = AppliedState::default();
     let catalog = &mut s.serving.catalog;
     catalog.upload("iris", crate::domains::serving::command::sha256_hex(b"onnx bytes"), 10, 1_700_000_000_002, 4);
@@ -120,7 +122,7 @@ fn state() -> AppliedState {
         result: PredictResult::Output(vec![Output::Tensor(tensor())]),
         duplicate: false,
     };
-    s.serving.record("fingerprint".into(), outcome, 1_700_000_000_004, Retention::default());
+    s.serving.record(records, "fingerprint".into(), outcome, 1_700_000_000_004, Retention::default());
     s.membership =
         StoredMembership::new(Some(log_id(0, 0)), Membership::new(vec![BTreeSet::from([0, 1, 2])], members()));
     s.seal(log_id(2, 7));
@@ -131,6 +133,17 @@ fn snapshot_meta(s: &AppliedState) -> SnapshotMeta {
     SnapshotMeta { last_log_id: s.last_applied, last_membership: s.membership.clone(), snapshot_id: "2-7-0".into() }
 }
 
+/// A blob store and a record store in a temporary directory.
+fn stores() -> (tempfile::TempDir, BlobStore, ApplyEnv) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blobs = BlobStore::open(dir.path().join("blobs")).expect("blob store");
+    let db = sled::Config::new().path(dir.path().join("db")).open().expect("sled");
+    let records = RecordStore::open(&db).expect("record store");
+    let executor = Executor::new(boat_serving::ModelRegistry::new(Default::default()));
+    let env = ApplyEnv::new(Domains { executor, retention: Retention::default() }, blobs.clone(), records);
+    (dir, blobs, env)
+}
+
 /// Writes the current format's fixtures (only when asked to).
 fn write_current() {
     let d = dir(LOG_FORMAT.max(SNAPSHOT_FORMAT));
@@ -139,14 +152,16 @@ fn write_current() {
         std::fs::write(d.join(format!("entry-{name}.bin")), bincode::serialize(&entry).expect("encode"))
             .expect("write");
     }
-    // A thin snapshot refers to blobs by hash only; the store just supplies sizes.
-    let blobs_dir = tempfile::tempdir().expect("temp dir");
-    let blobs = BlobStore::open(blobs_dir.path()).expect("blob store");
+    let (_dir, blobs, env) = stores();
     blobs.put(b"onnx bytes").expect("blob");
-    let s = state();
+    let s = state(&env.records);
+    // The staged chunk's blob is absent on purpose: only the model file is carried.
     let refs: BTreeSet<String> = s.blob_refs().into_iter().filter(|r| blobs.contains(r)).collect();
     let encoded = snapshot::encode_state(&s).expect("encode state");
-    snapshot::write(&d.join("snapshot-thin.snap"), &snapshot_meta(&s), &encoded, &refs, &blobs, false).expect("write");
+    let meta = snapshot_meta(&s);
+    snapshot::write(&d.join("snapshot-thin.snap"), &meta, &encoded, &refs, &blobs, None).expect("write");
+    let mut rows = env.export_rows(&s).map(|r| r.map_err(|e| snapshot::SnapshotError::Io(std::io::Error::other(e))));
+    snapshot::write(&d.join("snapshot-full.snap"), &meta, &encoded, &refs, &blobs, Some(&mut rows)).expect("write");
 }
 
 #[test]
@@ -174,16 +189,29 @@ fn format_1_fixtures_decode_to_what_they_were_written_from() {
     assert!(!head.full);
     assert_eq!(head.meta.snapshot_id, "2-7-0");
     let decoded = snapshot::decode_state(head.format, &head.state).expect("state");
-    let expected = state();
+    let (_reference_dir, _, reference) = stores();
+    let expected = state(&reference.records);
     assert_eq!(decoded.last_applied, expected.last_applied);
     assert_eq!(decoded.digest(), expected.digest());
     assert!(!decoded.digest().is_empty());
     assert_eq!(decoded.serving.catalog.resolve("iris", None), Ok(1));
     assert_eq!(decoded.serving.catalog.staged[&11].chunks, vec!["cd".repeat(32)]);
-    let record = decoded.serving.records.outcome("key-1").expect("record kept");
-    assert_eq!(record.result, PredictResult::Output(vec![Output::Tensor(tensor())]));
+    assert_eq!(decoded.serving.records, expected.serving.records);
     assert_eq!(head.blobs.len(), 1, "the model file, by hash and size");
     assert_eq!(head.blobs[0].1, 10);
+
+    // The full snapshot carries the model file and the prediction record.
+    let (_dir, blobs, env) = stores();
+    let mut import =
+        |row: Vec<u8>| env.import_row(&row).map_err(|e| snapshot::SnapshotError::Io(std::io::Error::other(e)));
+    let file = std::fs::File::open(d.join("snapshot-full.snap")).expect("fixture present");
+    let full = snapshot::read(file, Some(snapshot::Sinks { blobs: &blobs, rows: &mut import })).expect("full snapshot");
+    assert!(full.full);
+    assert_eq!(full.state, head.state);
+    assert_eq!(blobs.read(&head.blobs[0].0).expect("blob carried"), b"onnx bytes");
+    let record = env.records.outcome(&decoded.serving.records, "key-1").expect("record carried");
+    assert_eq!(record.result, PredictResult::Output(vec![Output::Tensor(tensor())]));
+    assert_eq!(record.index, 5);
     if SNAPSHOT_FORMAT == 1 {
         assert_eq!(
             snapshot::encode_state(&expected).expect("encode"),

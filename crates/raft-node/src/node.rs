@@ -210,8 +210,9 @@ impl RaftNode {
         let tracker = CommitTracker::default();
         let log = LogStore::open(&db, tracker.clone()).map_err(|e| storage_err(&e))?;
         let blobs = BlobStore::open(cfg.data_dir.join("blobs")).map_err(|e| storage_err(&e))?;
-        let env = ApplyEnv::new(domains, blobs);
-        let sm = StateMachineStore::open(&cfg.data_dir, env.clone()).map_err(|e| storage_err(&e))?;
+        let records = crate::domains::serving::RecordStore::open(&db).map_err(|e| storage_err(&e))?;
+        let env = ApplyEnv::new(domains, blobs, records);
+        let sm = StateMachineStore::open(&cfg.data_dir, &db, env.clone()).map_err(|e| storage_err(&e))?;
         let state = sm.view();
 
         let t = &cfg.tuning;
@@ -364,7 +365,7 @@ impl RaftNode {
                 s.last_applied.map(|l| l.index).unwrap_or(0),
                 s.digest().to_string(),
                 s.serving.predictions_run,
-                s.serving.records.len(),
+                s.serving.records.len() as usize,
                 s.integrity.divergence.clone(),
             )
         };

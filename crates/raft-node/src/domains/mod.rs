@@ -24,7 +24,7 @@ use crate::blobs::BlobStore;
 use crate::payload::LogPayload;
 use crate::types::{Entry, LogId, StoredMembership};
 use integrity::{Integrity, IntegrityCommand};
-use serving::{Executor, Retention, ServingCommand, ServingResult, ServingState};
+use serving::{Executor, RecordStore, Retention, ServingCommand, ServingResult, ServingState};
 
 /// One entry's command, by domain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,15 +84,66 @@ pub struct Domains {
 pub struct ApplyEnv {
     pub executor: Executor,
     pub blobs: BlobStore,
+    /// The serving domain's prediction records, in the node's sled database.
+    pub records: RecordStore,
     pub retention: Retention,
 }
 
 impl ApplyEnv {
-    pub fn new(domains: Domains, blobs: BlobStore) -> Self {
+    pub fn new(domains: Domains, blobs: BlobStore, records: RecordStore) -> Self {
         let Domains { executor, retention } = domains;
-        Self { executor, blobs, retention }
+        Self { executor, blobs, records, retention }
+    }
+
+    /// Makes the node-local stores match `state` after it was restored from
+    /// the node's own snapshot: records written after it are dropped (the
+    /// log replay writes them again).
+    pub(crate) fn restore(&self, state: &AppliedState) -> sled::Result<()> {
+        let dropped = self.records.forget_from(&state.serving.records)?;
+        if dropped > 0 {
+            tracing::info!(dropped, "dropped prediction records newer than the snapshot; the log replays them");
+        }
+        Ok(())
+    }
+
+    /// After `state` became the current snapshot: removes what no later
+    /// state can need.
+    pub(crate) fn compact(&self, state_at_snapshot: &AppliedState) -> sled::Result<usize> {
+        self.records.forget_before(state_at_snapshot.serving.records.first_live)
+    }
+
+    /// The node-local rows a full snapshot of `state` carries: today the
+    /// serving domain's live prediction records. Each row starts with its
+    /// domain's tag.
+    pub(crate) fn export_rows(&self, state: &AppliedState) -> impl Iterator<Item = Result<Vec<u8>, String>> + '_ {
+        self.records.export(state.serving.records).map(|r| {
+            let r = r.map_err(|e| e.to_string())?;
+            let mut row = vec![ROW_SERVING_RECORD];
+            bincode::serialize_into(&mut row, &r).map_err(|e| e.to_string())?;
+            Ok(row)
+        })
+    }
+
+    /// Empties the node-local rows before a received snapshot's are imported.
+    pub(crate) fn clear_rows(&self) -> sled::Result<()> {
+        self.records.clear()
+    }
+
+    /// Stores one row of a received full snapshot.
+    pub(crate) fn import_row(&self, row: &[u8]) -> Result<(), String> {
+        match row.split_first() {
+            Some((&ROW_SERVING_RECORD, body)) => {
+                let r: serving::ExportedRecord = bincode::deserialize(body).map_err(|e| e.to_string())?;
+                self.records.import(r).map_err(|e| e.to_string())
+            }
+            Some((tag, _)) => Err(format!("a snapshot row of unknown kind {tag}")),
+            None => Err("an empty snapshot row".into()),
+        }
     }
 }
+
+/// Tag of a serving-domain prediction record in a full snapshot's rows.
+const ROW_SERVING_RECORD: u8 = 1;
 
 /// The replicated, snapshotted state of one node: identical on every
 /// replica at the same log index.

@@ -8,6 +8,8 @@
 //! state_len: u64  state  (bincode AppliedState of this format)
 //! blob_count: u64, then per blob: sha256 (64 hex bytes), len: u64,
 //!                 and, in a full file only, the blob's bytes
+//! rows: in a full file only, per row len: u64 and the row's bytes (opaque
+//!       here: the domains' node-local records); then u64::MAX
 //! ```
 //!
 //! A node keeps its current snapshot *thin* (blob hashes and sizes, no
@@ -68,16 +70,24 @@ pub fn decode_state(format: u32, bytes: &[u8]) -> Result<AppliedState, SnapshotE
     bincode::deserialize(bytes).map_err(corrupt)
 }
 
+/// Rows of a full snapshot, produced by the domains.
+pub type Rows<'a> = &'a mut dyn Iterator<Item = Result<Vec<u8>, SnapshotError>>;
+
+/// Marks the end of the rows.
+const END_OF_ROWS: u64 = u64::MAX;
+
 /// Writes a snapshot file at `path` atomically (temporary file, sync,
-/// rename). With `full`, the blobs' bytes are copied in from `store`.
+/// rename). A full file (`rows` given) also holds the blobs' bytes, copied
+/// in from `store`, and the rows.
 pub fn write(
     path: &Path,
     meta: &SnapshotMeta,
     state: &[u8],
     refs: &BTreeSet<String>,
     store: &BlobStore,
-    full: bool,
+    rows: Option<Rows<'_>>,
 ) -> Result<(), SnapshotError> {
+    let full = rows.is_some();
     let tmp = path.with_extension("tmp");
     let result = (|| {
         let mut out = BufWriter::new(File::create(&tmp)?);
@@ -101,6 +111,14 @@ pub fn write(
                 }
             }
         }
+        if let Some(rows) = rows {
+            for row in rows {
+                let row = row?;
+                out.write_all(&(row.len() as u64).to_be_bytes())?;
+                out.write_all(&row)?;
+            }
+        }
+        out.write_all(&END_OF_ROWS.to_be_bytes())?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -138,10 +156,19 @@ fn read_section(r: &mut impl Read) -> Result<Vec<u8>, SnapshotError> {
     Ok(buf)
 }
 
-/// Reads a snapshot file. In a full file, each blob is stored into `store`
-/// as it is read (checked against its hash); pass `None` to read the head
-/// of a thin file.
-pub fn read(reader: impl Read, store: Option<&BlobStore>) -> Result<Head, SnapshotError> {
+/// Receives the rows of a full snapshot, one at a time.
+pub type RowSink<'a> = &'a mut dyn FnMut(Vec<u8>) -> Result<(), SnapshotError>;
+
+/// Where a full snapshot's contents go as it is read.
+pub struct Sinks<'a> {
+    pub blobs: &'a BlobStore,
+    pub rows: RowSink<'a>,
+}
+
+/// Reads a snapshot file. In a full file, each blob is stored into the
+/// sinks' blob store as it is read (checked against its hash) and each row
+/// handed to the row sink; pass `None` to read the head of a thin file.
+pub fn read(reader: impl Read, sinks: Option<Sinks<'_>>) -> Result<Head, SnapshotError> {
     let mut r = BufReader::new(reader);
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).map_err(|_| corrupt("too short"))?;
@@ -159,16 +186,36 @@ pub fn read(reader: impl Read, store: Option<&BlobStore>) -> Result<Head, Snapsh
     let state = read_section(&mut r)?;
     let count = read_u64(&mut r)?;
     let mut blobs = Vec::new();
+    let mut sinks = sinks;
+    if full && sinks.is_none() {
+        return Err(corrupt("a full snapshot read without a place for its contents"));
+    }
     for _ in 0..count {
         let mut sha = [0u8; 64];
         r.read_exact(&mut sha)?;
         let sha = String::from_utf8(sha.to_vec()).map_err(corrupt)?;
         let len = read_u64(&mut r)?;
-        if full {
-            let store = store.ok_or_else(|| corrupt("a full snapshot read without a blob store"))?;
-            store.put_from(&sha, len, &mut r)?;
+        if let (true, Some(s)) = (full, sinks.as_ref()) {
+            s.blobs.put_from(&sha, len, &mut r)?;
         }
         blobs.push((sha, len));
+    }
+    if let (true, Some(s)) = (full, sinks.as_mut()) {
+        loop {
+            let len = read_u64(&mut r)?;
+            if len == END_OF_ROWS {
+                break;
+            }
+            if len > MAX_SECTION {
+                return Err(corrupt(format!("a row claims {len} bytes")));
+            }
+            let mut row = Vec::with_capacity(len as usize);
+            (&mut r).take(len).read_to_end(&mut row)?;
+            if row.len() as u64 != len {
+                return Err(corrupt("the file ends inside a row"));
+            }
+            (s.rows)(row)?;
+        }
     }
     Ok(Head { format, full, meta, state, blobs })
 }
@@ -195,15 +242,22 @@ mod tests {
         };
         let refs = BTreeSet::from([sha.clone()]);
         let (thin, full) = (dir.path().join("thin.snap"), dir.path().join("full.snap"));
-        write(&thin, &meta, &encode_state(&state).unwrap(), &refs, &here, false).unwrap();
-        write(&full, &meta, &encode_state(&state).unwrap(), &refs, &here, true).unwrap();
+        write(&thin, &meta, &encode_state(&state).unwrap(), &refs, &here, None).unwrap();
+        let mut rows = vec![Ok(b"row one".to_vec()), Ok(b"row two".to_vec())].into_iter();
+        write(&full, &meta, &encode_state(&state).unwrap(), &refs, &here, Some(&mut rows)).unwrap();
         assert!(fs::metadata(&thin).unwrap().len() < 1000, "a thin snapshot holds no blob bytes");
 
         let head = read(File::open(&thin).unwrap(), None).unwrap();
         assert!(!head.full);
         assert_eq!(head.blobs, vec![(sha.clone(), 300_000)]);
         assert!(!there.contains(&sha));
-        let head = read(File::open(&full).unwrap(), Some(&there)).unwrap();
+        let mut got = Vec::new();
+        let mut sink = |row: Vec<u8>| {
+            got.push(row);
+            Ok(())
+        };
+        let head = read(File::open(&full).unwrap(), Some(Sinks { blobs: &there, rows: &mut sink })).unwrap();
+        assert_eq!(got, vec![b"row one".to_vec(), b"row two".to_vec()]);
         assert_eq!(head.meta.snapshot_id, "2-9-0");
         assert_eq!(decode_state(head.format, &head.state).unwrap().last_applied, state.last_applied);
         assert_eq!(there.read(&sha).unwrap(), vec![7u8; 300_000]);

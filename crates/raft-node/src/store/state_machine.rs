@@ -51,6 +51,8 @@ impl StateView {
 pub struct StateMachineStore {
     state: Arc<RwLock<AppliedState>>,
     env: ApplyEnv,
+    /// The node's sled database, which also holds domains' records.
+    db: sled::Db,
     dir: Arc<PathBuf>,
     snapshot_seq: Arc<AtomicU64>,
     /// Serialises writing snapshot files and removing blobs, so a full file
@@ -80,12 +82,13 @@ async fn blocking<T: Send + 'static>(
 impl StateMachineStore {
     /// Opens the snapshot directory and rebuilds the in-memory state from
     /// the latest snapshot, if any, then loads its models.
-    pub fn open(data_dir: &Path, env: ApplyEnv) -> Result<Self, StorageError> {
+    pub fn open(data_dir: &Path, db: &sled::Db, env: ApplyEnv) -> Result<Self, StorageError> {
         let dir = data_dir.join("snapshots");
         fs::create_dir_all(&dir).map_err(sm_read_err)?;
         let store = Self {
             state: Arc::default(),
             env,
+            db: db.clone(),
             dir: Arc::new(dir),
             snapshot_seq: Arc::default(),
             files: Arc::default(),
@@ -98,6 +101,7 @@ impl StateMachineStore {
             tracing::info!(last_applied = ?state.last_applied, "restored state from snapshot");
             *write(&store.state) = state;
         }
+        store.env.restore(&read(&store.state)).map_err(sm_read_err)?;
         store.env.executor.sync_catalog(&read(&store.state).serving.catalog, &store.env.blobs);
         Ok(store)
     }
@@ -139,22 +143,28 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         let (meta, bytes) = blocking(move || {
-            // Encoding under the read lock takes a consistent state; it is
-            // metadata only, so the lock is held briefly.
-            let (encoded, refs, last_applied, membership) = {
-                let state = read(&this.state);
-                let encoded = snapshot::encode_state(&state).map_err(|e| snapshot_err(None, e))?;
-                (encoded, state.blob_refs(), state.last_applied, state.membership.clone())
-            };
+            // The state is metadata only (files are blobs, records are in
+            // sled): a copy taken under the read lock is cheap and consistent.
+            let state = read(&this.state).clone();
+            let encoded = snapshot::encode_state(&state).map_err(|e| snapshot_err(None, e))?;
+            let (refs, last_applied, membership) = (state.blob_refs(), state.last_applied, state.membership.clone());
+            // Everything the snapshot refers to in sled is on disk before
+            // the snapshot is.
+            this.db.flush().map_err(sm_write_err)?;
             let snapshot_id = match last_applied {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
                 None => format!("empty-{seq}"),
             };
             let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
             let current = this.dir.join(CURRENT);
-            snapshot::write(&current, &meta, &encoded, &refs, &this.env.blobs, false)
+            snapshot::write(&current, &meta, &encoded, &refs, &this.env.blobs, None)
                 .map_err(|e| snapshot_err(Some(&meta), e))?;
             this.collect_garbage(refs, Path::new(""));
+            match this.env.compact(&state) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed records no later state needs"),
+                Err(e) => tracing::warn!(error = %e, "cannot remove old records"),
+            }
             Ok((meta, encoded.len()))
         })
         .await?;
@@ -216,10 +226,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // I/O and CPU work: off the runtime.
         let state = blocking(move || {
             file.seek(SeekFrom::Start(0)).map_err(sm_read_err)?;
-            let head = snapshot::read(&mut file, Some(&this.env.blobs)).map_err(|e| snapshot_err(Some(&meta), e))?;
+            this.env.clear_rows().map_err(sm_write_err)?;
+            let env = this.env.clone();
+            let mut import =
+                |row: Vec<u8>| env.import_row(&row).map_err(|e| SnapshotError::Io(std::io::Error::other(e)));
+            let sinks = snapshot::Sinks { blobs: &this.env.blobs, rows: &mut import };
+            let head = snapshot::read(&mut file, Some(sinks)).map_err(|e| snapshot_err(Some(&meta), e))?;
             let state = snapshot::decode_state(head.format, &head.state).map_err(|e| snapshot_err(Some(&meta), e))?;
             let refs: BTreeSet<String> = head.blobs.into_iter().map(|(sha, _)| sha).collect();
-            snapshot::write(&this.dir.join(CURRENT), &meta, &head.state, &refs, &this.env.blobs, false)
+            this.db.flush().map_err(sm_write_err)?;
+            snapshot::write(&this.dir.join(CURRENT), &meta, &head.state, &refs, &this.env.blobs, None)
                 .map_err(|e| snapshot_err(Some(&meta), e))?;
             this.env.executor.sync_catalog(&state.serving.catalog, &this.env.blobs);
             Ok(state)
@@ -251,7 +267,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let full = this.full_path(&head.meta.snapshot_id);
             if !full.exists() {
                 let refs: BTreeSet<String> = head.blobs.iter().map(|(sha, _)| sha.clone()).collect();
-                snapshot::write(&full, &head.meta, &head.state, &refs, &this.env.blobs, true)
+                let state = snapshot::decode_state(head.format, &head.state).map_err(|e| snapshot_err(None, e))?;
+                let mut rows = this
+                    .env
+                    .export_rows(&state)
+                    .map(|r| r.map_err(|e| SnapshotError::Io(std::io::Error::other(e))));
+                snapshot::write(&full, &head.meta, &head.state, &refs, &this.env.blobs, Some(&mut rows))
                     .map_err(|e| snapshot_err(Some(&head.meta), e))?;
                 tracing::info!(snapshot = %head.meta.snapshot_id, blobs = refs.len(), "assembled a full snapshot to send");
             }

@@ -72,7 +72,11 @@ impl<'a> Pending<'a> {
         for req in batch.requests {
             let fingerprint = req.fingerprint(&batch.model, batch.version);
             let slot_no = self.slots.len();
-            let plan = match (&resolved, self.seen.get(&req.id), state.serving.records.decide(&req.id, &fingerprint)) {
+            let plan = match (
+                &resolved,
+                self.seen.get(&req.id),
+                self.env.records.decide(&state.serving.records, &req.id, &fingerprint),
+            ) {
                 (_, Some((earlier, fp)), _) if *fp == fingerprint => Plan::SameAs(*earlier),
                 (_, Some(_), _) | (_, None, Decision::Conflict) => Plan::Refuse(PredictResult::KeyConflict(format!(
                     "idempotency key {:?} was already used for a different request",
@@ -176,6 +180,7 @@ impl<'a> Pending<'a> {
                     Plan::Refuse(result) => {
                         let o = fresh(result);
                         state.serving.record(
+                            &self.env.records,
                             slot.fingerprint.clone(),
                             o.clone(),
                             slot.proposed_at_ms,
@@ -190,6 +195,7 @@ impl<'a> Pending<'a> {
                             .unwrap_or_else(|| PredictResult::ModelError("internal: request did not run".into()));
                         let o = fresh(result);
                         state.serving.record(
+                            &self.env.records,
                             slot.fingerprint.clone(),
                             o.clone(),
                             slot.proposed_at_ms,

@@ -28,7 +28,7 @@ pub use command::{
     UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES,
 };
 pub use executor::{Executor, ECHO_MODEL};
-pub use records::{Decision, RecordTable, Retention};
+pub use records::{Decision, ExportedRecord, RecordStore, RecordWindow, Retention};
 
 use super::integrity::chain;
 
@@ -36,7 +36,8 @@ use super::integrity::chain;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServingState {
     pub catalog: Catalog,
-    pub records: RecordTable,
+    /// Which prediction records (held in the node's `RecordStore`) are live.
+    pub records: RecordWindow,
     /// Predictions run (not counting replays of idempotent retries).
     pub predictions_run: u64,
     /// Running SHA-256 chain over every prediction outcome and model change.
@@ -48,15 +49,26 @@ impl ServingState {
         &self.digest
     }
 
-    /// Records a prediction outcome, folding it into the digest. A key
-    /// conflict is answered but not recorded, so the original stays.
-    pub fn record(&mut self, fingerprint: String, outcome: PredictOutcome, proposed_at_ms: u64, retention: Retention) {
-        let result = bincode::serialize(&outcome.result).unwrap_or_default();
-        self.digest = chain(&self.digest, outcome.index, &[outcome.id.as_bytes(), &result]);
+    /// Records a prediction outcome in `store`, folding it into the digest.
+    /// A key conflict is answered but not recorded, so the original stays.
+    pub fn record(
+        &mut self,
+        store: &RecordStore,
+        fingerprint: String,
+        outcome: PredictOutcome,
+        proposed_at_ms: u64,
+        retention: Retention,
+    ) {
+        self.fold_outcome(&outcome);
         if !matches!(outcome.result, PredictResult::KeyConflict(_)) {
             self.predictions_run += 1;
-            self.records.insert(fingerprint, outcome, proposed_at_ms, retention);
+            store.insert(&mut self.records, fingerprint, outcome, proposed_at_ms, retention);
         }
+    }
+
+    fn fold_outcome(&mut self, outcome: &PredictOutcome) {
+        let result = bincode::serialize(&outcome.result).unwrap_or_default();
+        self.digest = chain(&self.digest, outcome.index, &[outcome.id.as_bytes(), &result]);
     }
 
     /// Folds a model change into the digest.
@@ -89,12 +101,11 @@ mod tests {
     #[test]
     fn digest_depends_on_every_outcome() {
         let (mut a, mut b) = (ServingState::default(), ServingState::default());
-        let r = Retention::default();
-        a.record("f".into(), outcome("1", 1, "x"), 1, r);
-        b.record("f".into(), outcome("1", 1, "x"), 1, r);
+        a.fold_outcome(&outcome("1", 1, "x"));
+        b.fold_outcome(&outcome("1", 1, "x"));
         assert_eq!(a.digest(), b.digest());
-        a.record("f".into(), outcome("2", 2, "x"), 1, r);
-        b.record("f".into(), outcome("2", 2, "y"), 1, r);
+        a.fold_outcome(&outcome("2", 2, "x"));
+        b.fold_outcome(&outcome("2", 2, "y"));
         assert_ne!(a.digest(), b.digest());
     }
 }
