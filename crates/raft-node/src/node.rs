@@ -210,9 +210,18 @@ impl RaftNode {
         let tracker = CommitTracker::default();
         let log = LogStore::open(&db, tracker.clone()).map_err(|e| storage_err(&e))?;
         let blobs = BlobStore::open(cfg.data_dir.join("blobs")).map_err(|e| storage_err(&e))?;
-        let records = crate::domains::serving::RecordStore::open(&db).map_err(|e| storage_err(&e))?;
+        // Domain records live in a database of their own, so that the log's
+        // flush before every acknowledgement does not carry them: they need
+        // to be on disk only when a snapshot refers to them, and the state
+        // machine flushes them then.
+        let records_db = sled::Config::new()
+            .path(cfg.data_dir.join("records.sled"))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
+            .map_err(|e| storage_err(&e))?;
+        let records = crate::domains::serving::RecordStore::open(&records_db).map_err(|e| storage_err(&e))?;
         let env = ApplyEnv::new(domains, blobs, records);
-        let sm = StateMachineStore::open(&cfg.data_dir, &db, env.clone()).map_err(|e| storage_err(&e))?;
+        let sm = StateMachineStore::open(&cfg.data_dir, &records_db, env.clone()).map_err(|e| storage_err(&e))?;
         let state = sm.view();
 
         let t = &cfg.tuning;

@@ -51,7 +51,8 @@ impl StateView {
 pub struct StateMachineStore {
     state: Arc<RwLock<AppliedState>>,
     env: ApplyEnv,
-    /// The node's sled database, which also holds domains' records.
+    /// The database of the domains' node-local records, flushed before a
+    /// snapshot that refers to them is written.
     db: sled::Db,
     dir: Arc<PathBuf>,
     snapshot_seq: Arc<AtomicU64>,
