@@ -12,6 +12,7 @@
 //! - `memory`: node memory with large models loaded (`bench_memory`).
 //! - `reads`: one client reading model metadata, linearizable and stale, on
 //!   the leader and on a follower, rounds interleaved.
+//! - `dedup`: full load, then every key again (`bench_dedup`).
 //!
 //! Every loop is bounded by time and by count, and stops by itself.
 
@@ -42,6 +43,8 @@ pub enum BenchKind {
     Memory(crate::bench_memory::MemoryArgs),
     /// Latency of linearizable and stale reads on the leader and a follower.
     Reads(ReadsArgs),
+    /// Full load for a while, then every key again: does the dedup window hold?
+    Dedup(crate::bench_dedup::DedupArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -109,6 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Serving(a) => crate::bench_serving::run(a).await,
         BenchKind::Memory(a) => crate::bench_memory::run(a).await,
         BenchKind::Reads(a) => reads(a).await,
+        BenchKind::Dedup(a) => crate::bench_dedup::run(a).await,
     }
 }
 

@@ -11,10 +11,12 @@
 //! - [`bench`]: `boat bench`, throughput, latency and failover measurements.
 //! - [`bench_serving`]: `boat bench serving`, raw runtime vs one node vs three nodes.
 //! - [`bench_memory`]: `boat bench memory`, node memory with large models loaded.
+//! - [`bench_dedup`]: `boat bench dedup`, the dedup window at full load.
 //! - [`onnx_builder`]: ONNX files of a chosen size, for benchmarks and tests.
 //! - [`logging`]: tracing set-up.
 
 pub mod bench;
+pub mod bench_dedup;
 pub mod bench_memory;
 pub mod bench_serving;
 pub mod client;
