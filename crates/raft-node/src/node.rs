@@ -112,6 +112,10 @@ pub(crate) fn map_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Boat
     }
 }
 
+/// Size of one InstallSnapshot message, and how long it may take.
+const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
+const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5_000;
+
 /// Most bytes sled keeps cached in memory.
 const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -232,6 +236,12 @@ impl RaftNode {
             election_timeout_max: t.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
             max_in_snapshot_log_to_keep: t.keep_after_snapshot,
+            // Snapshots carry model files: send them in 1 MiB pieces, each
+            // with time to spare on a busy machine. A piece that times out
+            // makes openraft start the transfer again while the old pieces
+            // are still arriving, which is slow at best.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
@@ -385,7 +395,9 @@ impl RaftNode {
             leader_id: m.current_leader,
             leader_http,
             term: m.current_term,
-            commit_index: self.inner.log.committed_index(),
+            // A node that caught up from a snapshot may not have stored a
+            // commit marker yet; what it applied is committed.
+            commit_index: self.inner.log.committed_index().max(last_applied),
             last_applied,
             last_log_index: m.last_log_index.unwrap_or(0),
             snapshot_index: m.snapshot.map(|l| l.index),
