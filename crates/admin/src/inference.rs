@@ -191,7 +191,10 @@ impl AppState {
             .with("id", id.clone())
         };
         match call.mode {
+            // `biased`: an outcome that is ready wins over a loss of quorum
+            // noticed at the same moment.
             Mode::Wait => tokio::select! {
+                biased;
                 waited = tokio::time::timeout(timeout, ticket.outcome) => match waited {
                     Err(_) => Err(timed_out()),
                     Ok(Err(_)) => Err(gone()),
@@ -203,6 +206,7 @@ impl AppState {
             Mode::Async => {
                 self.pending_insert(&id);
                 let answer = tokio::select! {
+                    biased;
                     waited = tokio::time::timeout(timeout, ticket.committed) => match waited {
                         Err(_) => Err(timed_out()),
                         Ok(Err(_)) => Err(gone()),

@@ -97,6 +97,7 @@ pub async fn show(
 async fn append(app: &AppState, cmd: ServingCommand) -> Result<CommandResult, ApiError> {
     let timeout = app.config.write_timeout;
     let written = tokio::select! {
+        biased;
         w = tokio::time::timeout(timeout, app.node.write(Command::Serving(cmd))) => w,
         _ = app.node.quorum_lost() => {
             return Err(ApiError::unavailable("this leader lost contact with a majority; check GET /api/models and retry", 1))

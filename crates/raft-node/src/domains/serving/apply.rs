@@ -177,29 +177,23 @@ impl<'a> Pending<'a> {
                         }
                         None => fresh(PredictResult::ModelError("internal: missing earlier outcome".into())),
                     },
-                    Plan::Refuse(result) => {
+                    // Refused before running, or run: recorded either way.
+                    plan => {
+                        let result = match plan {
+                            Plan::Refuse(result) => result,
+                            _ => slot
+                                .ran
+                                .take()
+                                .unwrap_or_else(|| PredictResult::ModelError("internal: request did not run".into())),
+                        };
                         let o = fresh(result);
+                        let (records, retention) = (&self.env.records, self.env.retention);
                         state.serving.record(
-                            &self.env.records,
+                            records,
                             slot.fingerprint.clone(),
                             o.clone(),
                             slot.proposed_at_ms,
-                            self.env.retention,
-                        );
-                        o
-                    }
-                    Plan::Run => {
-                        let result = slot
-                            .ran
-                            .take()
-                            .unwrap_or_else(|| PredictResult::ModelError("internal: request did not run".into()));
-                        let o = fresh(result);
-                        state.serving.record(
-                            &self.env.records,
-                            slot.fingerprint.clone(),
-                            o.clone(),
-                            slot.proposed_at_ms,
-                            self.env.retention,
+                            retention,
                         );
                         o
                     }
