@@ -51,6 +51,8 @@ impl ServingState {
 
     /// Records a prediction outcome in `store`, folding it into the digest.
     /// A key conflict is answered but not recorded, so the original stays.
+    /// The digest covers the record window too, so replicas that evicted
+    /// differently are caught by the next checkpoint.
     pub fn record(
         &mut self,
         store: &RecordStore,
@@ -59,16 +61,19 @@ impl ServingState {
         proposed_at_ms: u64,
         retention: Retention,
     ) {
-        self.fold_outcome(&outcome);
+        let result = bincode::serialize(&outcome.result).unwrap_or_default();
+        let (index, id) = (outcome.index, outcome.id.clone());
         if !matches!(outcome.result, PredictResult::KeyConflict(_)) {
             self.predictions_run += 1;
             store.insert(&mut self.records, fingerprint, outcome, proposed_at_ms, retention);
         }
+        self.fold_outcome(index, &id, &result);
     }
 
-    fn fold_outcome(&mut self, outcome: &PredictOutcome) {
-        let result = bincode::serialize(&outcome.result).unwrap_or_default();
-        self.digest = chain(&self.digest, outcome.index, &[outcome.id.as_bytes(), &result]);
+    fn fold_outcome(&mut self, index: u64, id: &str, result: &[u8]) {
+        let w = self.records;
+        let parts: [&[u8]; 4] = [id.as_bytes(), result, &w.next_seq.to_be_bytes(), &w.first_live.to_be_bytes()];
+        self.digest = chain(&self.digest, index, &parts);
     }
 
     /// Folds a model change into the digest.
@@ -86,26 +91,19 @@ impl ServingState {
 mod tests {
     use super::*;
 
-    fn outcome(id: &str, index: u64, out: &str) -> PredictOutcome {
-        PredictOutcome {
-            id: id.into(),
-            model: "echo".into(),
-            version: 1,
-            index,
-            term: 1,
-            result: PredictResult::InvalidInput(out.into()),
-            duplicate: false,
-        }
-    }
-
     #[test]
-    fn digest_depends_on_every_outcome() {
+    fn digest_depends_on_every_outcome_and_the_record_window() {
         let (mut a, mut b) = (ServingState::default(), ServingState::default());
-        a.fold_outcome(&outcome("1", 1, "x"));
-        b.fold_outcome(&outcome("1", 1, "x"));
+        a.fold_outcome(1, "1", b"x");
+        b.fold_outcome(1, "1", b"x");
         assert_eq!(a.digest(), b.digest());
-        a.fold_outcome(&outcome("2", 2, "x"));
-        b.fold_outcome(&outcome("2", 2, "y"));
+        a.fold_outcome(2, "2", b"x");
+        b.fold_outcome(2, "2", b"y");
         assert_ne!(a.digest(), b.digest());
+        let (mut c, mut d) = (ServingState::default(), ServingState::default());
+        d.records.first_live = 1;
+        c.fold_outcome(1, "1", b"x");
+        d.fold_outcome(1, "1", b"x");
+        assert_ne!(c.digest(), d.digest(), "a replica that evicted differently differs");
     }
 }
