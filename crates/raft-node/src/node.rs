@@ -238,8 +238,7 @@ impl RaftNode {
             max_in_snapshot_log_to_keep: t.keep_after_snapshot,
             // Snapshots carry model files: send them in 1 MiB pieces, each
             // with time to spare on a busy machine. A piece that times out
-            // makes openraft start the transfer again while the old pieces
-            // are still arriving, which is slow at best.
+            // makes openraft start the whole transfer again.
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
             ..Default::default()

@@ -91,7 +91,15 @@ impl RaftService for RaftGrpcService {
     async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = self.admit(req).await?;
         let rpc: InstallSnapshotRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;
-        let res = self.raft.install_snapshot(rpc).await;
+        // openraft writes the chunk into the snapshot file inside this call.
+        // If the sender gives up and this handler is dropped halfway through
+        // a write, openraft's idea of the file offset and the file's own
+        // position disagree, and the retried chunk lands in the wrong place.
+        // Run it as its own task, so it always completes.
+        let raft = self.raft.clone();
+        let res = tokio::spawn(async move { raft.install_snapshot(rpc).await })
+            .await
+            .map_err(|e| Status::internal(format!("installing a snapshot chunk: {e}")))?;
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }
 }
