@@ -1,7 +1,5 @@
 //! The openraft type configuration and the node address record.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 use crate::domains::CommandResult;
@@ -18,11 +16,6 @@ pub struct BoatNode {
     pub raft_addr: String,
     pub http_addr: String,
 }
-
-// `declare_raft_types!` names `Cursor` in its defaults even when they are
-// overridden.
-#[allow(unused_imports)]
-use Cursor as _;
 
 openraft::declare_raft_types!(
     /// Type configuration for Boat's Raft group. Snapshots are files on
