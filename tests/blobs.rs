@@ -10,16 +10,6 @@ use boat_tests::onnx_builder::matmul_model;
 use boat_tests::{others, Sandbox};
 use serde_json::json;
 
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    kb * 1024
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wiped_node_rejoins_with_model_files_on_disk_and_serves_them() {
     let mut sb = Sandbox::start(3, &["--snapshot-every", "10", "--keep-after-snapshot", "2"]).unwrap();
@@ -76,7 +66,8 @@ async fn a_wiped_node_rejoins_with_model_files_on_disk_and_serves_them() {
 
     // Memory: the rejoined node holds the same loaded models as a node that
     // loaded them from its own uploads, and not the files on top of them.
-    let rss = |i: usize| rss_bytes(sb.cluster.pid(i).unwrap());
+    let rss =
+        |i: usize| boat_tests::boat::cluster::rss_bytes(sb.cluster.pid(i).unwrap()).expect("VmRSS of a running node");
     let (rejoined, reference) = (rss(wiped), rss(others(leader)[1]));
     eprintln!(
         "RSS: rejoined node {} MB, node that applied the uploads {} MB, models {} MB",

@@ -41,12 +41,7 @@ async fn a_retry_after_twenty_thousand_requests_still_gets_its_first_outcome() {
     // Rebuild two replicas: one restarts from its own snapshot and log, one
     // is wiped and takes the leader's snapshot with its records.
     let [restarted, wiped] = others(leader)[..] else { unreachable!() };
-    sb.cluster.kill_node(restarted).await.unwrap();
-    sb.cluster.stop_node(wiped, Duration::from_secs(10)).await.unwrap();
-    sb.cluster.wipe_node(wiped).unwrap();
-    sb.restart(restarted).unwrap();
-    sb.restart(wiped).unwrap();
-    sb.wait_for_log(wiped, "installed snapshot from leader").await.unwrap();
+    sb.rebuild(restarted, wiped).await.unwrap();
 
     let again = sb.predict_anywhere(&json!({"input": "the first"}), Some("first")).await.unwrap();
     assert_eq!(again.status, 200, "{}", again.text);

@@ -192,6 +192,18 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Rebuilds two replicas: `restarted` is killed and restarts from its
+    /// own snapshot and log; `wiped` is stopped, wiped and restarted, and
+    /// waits until it has installed the leader's snapshot.
+    pub async fn rebuild(&mut self, restarted: usize, wiped: usize) -> anyhow::Result<()> {
+        self.cluster.kill_node(restarted).await?;
+        self.cluster.stop_node(wiped, Duration::from_secs(10)).await?;
+        self.cluster.wipe_node(wiped)?;
+        self.restart(restarted)?;
+        self.restart(wiped)?;
+        self.wait_for_log(wiped, "installed snapshot from leader").await
+    }
+
     /// Restarts node `i` after a kill or exit.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.cluster.reap(i);

@@ -322,12 +322,7 @@ async fn restarted_and_reset_nodes_serve_the_same_models() {
     };
     let reference = listing(leader).await;
 
-    sb.cluster.kill_node(restarted).await.unwrap();
-    sb.cluster.stop_node(wiped, Duration::from_secs(10)).await.unwrap();
-    sb.cluster.wipe_node(wiped).unwrap();
-    sb.restart(restarted).unwrap();
-    sb.restart(wiped).unwrap();
-    sb.wait_for_log(wiped, "installed snapshot from leader").await.unwrap();
+    sb.rebuild(restarted, wiped).await.unwrap();
     sb.wait_for_convergence().await.unwrap();
     for i in [restarted, wiped] {
         assert_eq!(listing(i).await, reference, "node {i} lists the same models, versions and checksums");

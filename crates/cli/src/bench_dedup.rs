@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::bench::{BenchCluster, ClusterArgs};
 use crate::client::HttpClient;
+use crate::cluster::rss_mb;
 
 #[derive(Debug, Clone, Args)]
 pub struct DedupArgs {
@@ -60,15 +61,6 @@ async fn send_all(client: &HttpClient, url: &str, clients: usize, until: Instant
     }
     all.sort_unstable();
     all
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn disk_mb(dir: &std::path::Path) -> f64 {

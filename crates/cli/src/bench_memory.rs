@@ -19,6 +19,7 @@ use boat_serving::{ModelRegistry, RegistryConfig};
 use clap::Args;
 
 use crate::bench::{BenchCluster, ClusterArgs};
+use crate::cluster::rss_mb;
 use crate::onnx_builder::matmul_model;
 
 #[derive(Debug, Clone, Args)]
@@ -34,16 +35,6 @@ pub struct MemoryArgs {
     /// Run the nodes from this `boat` binary instead of this one.
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    kb / 1024.0
 }
 
 /// RSS of every node, once it has stopped moving (or after a bound).

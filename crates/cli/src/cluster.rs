@@ -354,3 +354,16 @@ fn remove_if_exists(p: &Path) -> anyhow::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Resident memory of a process (VmRSS), in bytes, if it can be read.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// [`rss_bytes`] in MB, NaN when unknown (for reports).
+pub fn rss_mb(pid: u32) -> f64 {
+    rss_bytes(pid).map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0))
+}
