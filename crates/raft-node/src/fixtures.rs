@@ -13,8 +13,9 @@ use openraft::{CommittedLeaderId, EntryPayload, Membership};
 
 use crate::blobs::BlobStore;
 use crate::domains::integrity::IntegrityCommand;
+use crate::domains::platform::{ColumnKind, Dataset, DatasetColumn, DatasetTask, PlatformCommand, Role};
 use crate::domains::serving::{
-    Executor, PredictBatch, PredictOutcome, PredictRequest, PredictResult, RecordStore, Retention, ServingCommand,
+    App, AppMember, AppPredictBatch, Executor, PredictBatch, PredictOutcome, PredictRequest, PredictResult, RecordStore, Retention, ServingCommand,
     UploadChunk, UploadModel,
 };
 use crate::domains::{AppliedState, ApplyEnv, Command, Domains};
@@ -106,6 +107,133 @@ fn entries() -> Vec<(&'static str, Entry)> {
     ]
 }
 
+/// The entry kinds format 2 added.
+fn entries_v2() -> Vec<(&'static str, Entry)> {
+    let normal = |index: u64, command: Command| Entry {
+        log_id: log_id(3, index),
+        payload: EntryPayload::Normal(LogPayload::tagged(0, command)),
+    };
+    let platform = Command::Platform;
+    let member = AppMember { model: "iris".into(), version: 1 };
+    let app = App {
+        name: "iris-app".into(),
+        owner: 2,
+        members: vec![member.clone()],
+        rule: boat_serving::EnsembleRule::MeanProbabilities,
+        running: true,
+        requires_token: false,
+        revision: 0,
+        created_at_ms: 1_700_000_000_010,
+        index: 0,
+    };
+    vec![
+        (
+            "create_user",
+            normal(
+                8,
+                platform(PlatformCommand::CreateUser {
+                    email: "dev@example.org".into(),
+                    role: Role::AppDeveloper,
+                    password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                    at_ms: 1_700_000_000_005,
+                }),
+            ),
+        ),
+        ("set_banned", normal(9, platform(PlatformCommand::SetBanned { user_id: 2, banned: true }))),
+        ("delete_user", normal(10, platform(PlatformCommand::DeleteUser { user_id: 3 }))),
+        (
+            "issue_token",
+            normal(
+                11,
+                platform(PlatformCommand::IssueToken {
+                    token_sha256: "ef".repeat(32),
+                    user_id: 2,
+                    issued_at_ms: 1_700_000_000_006,
+                    expires_at_ms: 1_700_086_400_006,
+                }),
+            ),
+        ),
+        ("revoke_token", normal(12, platform(PlatformCommand::RevokeToken { token_sha256: "ef".repeat(32) }))),
+        ("create_dataset", normal(13, platform(PlatformCommand::CreateDataset { dataset: dataset(), upload_id: 12, chunks: 1 }))),
+        ("delete_dataset", normal(14, platform(PlatformCommand::DeleteDataset { name: "iris".into() }))),
+        ("create_app", normal(15, Command::Serving(ServingCommand::CreateApp(app)))),
+        (
+            "set_app_members",
+            normal(16, Command::Serving(ServingCommand::SetAppMembers { name: "iris-app".into(), members: vec![member] })),
+        ),
+        (
+            "set_app_running",
+            normal(17, Command::Serving(ServingCommand::SetAppRunning { name: "iris-app".into(), running: false })),
+        ),
+        ("delete_app", normal(18, Command::Serving(ServingCommand::DeleteApp { name: "iris-app".into() }))),
+        (
+            "app_predict",
+            normal(
+                19,
+                Command::Serving(ServingCommand::AppPredict(AppPredictBatch {
+                    app: "iris-app".into(),
+                    proposed_at_ms: 1_700_000_000_011,
+                    requests: vec![PredictRequest { id: "key-2".into(), inputs: vec![tensor()], outputs: None }],
+                })),
+            ),
+        ),
+    ]
+}
+
+fn dataset() -> Dataset {
+    Dataset {
+        name: "iris".into(),
+        owner: 2,
+        task: DatasetTask::Classification,
+        columns: vec![
+            DatasetColumn { name: "petal_length".into(), kind: ColumnKind::Numeric },
+            DatasetColumn { name: "target".into(), kind: ColumnKind::Categorical },
+        ],
+        target: "target".into(),
+        rows: 3,
+        size_bytes: 40,
+        sha256: crate::domains::serving::command::sha256_hex(b"csv bytes"),
+        class_counts: BTreeMap::from([("0".into(), 2), ("1".into(), 1)]),
+        uploaded_at_ms: 1_700_000_000_007,
+        index: 13,
+    }
+}
+
+/// Format 2's state adds a user, a token, a dataset and an app to format 1's.
+fn state_v2(records: &RecordStore) -> AppliedState {
+    let mut s = state(records);
+    let user = PlatformCommand::CreateUser {
+        email: "dev@example.org".into(),
+        role: Role::AppDeveloper,
+        password_hash: "hash".into(),
+        at_ms: 1_700_000_000_005,
+    };
+    crate::domains::platform::apply(&mut s.platform, 8, user);
+    let token = PlatformCommand::IssueToken {
+        token_sha256: "ef".repeat(32),
+        user_id: 1,
+        issued_at_ms: 1_700_000_000_006,
+        expires_at_ms: 1_700_086_400_006,
+    };
+    crate::domains::platform::apply(&mut s.platform, 9, token);
+    s.platform.datasets.insert("iris".into(), dataset());
+    let app = App {
+        name: "iris-app".into(),
+        owner: 1,
+        members: vec![AppMember { model: "iris".into(), version: 1 }],
+        rule: boat_serving::EnsembleRule::MajorityVote,
+        running: true,
+        requires_token: true,
+        revision: 0,
+        created_at_ms: 1_700_000_000_010,
+        index: 0,
+    };
+    let catalog = s.serving.catalog.clone();
+    s.serving.apps.create(&catalog, app, 15).expect("members exist");
+    s.seal(log_id(3, 15));
+    s
+}
+
 /// A state with a model version, a staged chunk and a prediction record
 /// (written into `records`).
 fn state(records: &RecordStore) -> AppliedState {
@@ -148,13 +276,14 @@ fn stores() -> (tempfile::TempDir, BlobStore, ApplyEnv) {
 fn write_current() {
     let d = dir(LOG_FORMAT.max(SNAPSHOT_FORMAT));
     std::fs::create_dir_all(&d).expect("fixture directory");
-    for (name, entry) in entries() {
+    for (name, entry) in entries().into_iter().chain(entries_v2()) {
         std::fs::write(d.join(format!("entry-{name}.bin")), bincode::serialize(&entry).expect("encode"))
             .expect("write");
     }
     let (_dir, blobs, env) = stores();
     blobs.put(b"onnx bytes").expect("blob");
-    let s = state(&env.records);
+    blobs.put(b"csv bytes").expect("blob");
+    let s = state_v2(&env.records);
     // The staged chunk's blob is absent on purpose: only the model file is carried.
     let refs: BTreeSet<String> = s.blob_refs().into_iter().filter(|r| blobs.contains(r)).collect();
     let encoded = snapshot::encode_state(&s).expect("encode state");
@@ -174,13 +303,6 @@ fn format_1_fixtures_decode_to_what_they_were_written_from() {
         let bytes = std::fs::read(d.join(format!("entry-{name}.bin"))).expect("fixture present");
         let decoded: Entry = bincode::deserialize(&bytes).unwrap_or_else(|e| panic!("entry {name}: {e}"));
         assert_eq!(format!("{decoded:?}"), format!("{expected:?}"), "entry {name}");
-        if LOG_FORMAT == 1 {
-            assert_eq!(
-                bincode::serialize(&expected).expect("encode"),
-                bytes,
-                "entry {name}: today's encoding is format 1"
-            );
-        }
     }
 
     let file = std::fs::File::open(d.join("snapshot-thin.snap")).expect("fixture present");
@@ -212,11 +334,32 @@ fn format_1_fixtures_decode_to_what_they_were_written_from() {
     let record = env.records.outcome(&decoded.serving.records, "key-1").expect("record carried");
     assert_eq!(record.result, PredictResult::Output(vec![Output::Tensor(tensor())]));
     assert_eq!(record.index, 5);
-    if SNAPSHOT_FORMAT == 1 {
-        assert_eq!(
-            snapshot::encode_state(&expected).expect("encode"),
-            head.state,
-            "today's state encoding is format 1"
-        );
+    assert!(decoded.serving.apps.apps.is_empty() && decoded.platform.users.is_empty(), "format 1 had neither");
+}
+
+#[test]
+fn format_2_fixtures_decode_and_are_todays_encoding() {
+    let d = dir(2);
+    for (name, expected) in entries().into_iter().chain(entries_v2()) {
+        let bytes = std::fs::read(d.join(format!("entry-{name}.bin"))).expect("fixture present");
+        let decoded: Entry = bincode::deserialize(&bytes).unwrap_or_else(|e| panic!("entry {name}: {e}"));
+        assert_eq!(format!("{decoded:?}"), format!("{expected:?}"), "entry {name}");
+        if LOG_FORMAT == 2 {
+            assert_eq!(bincode::serialize(&expected).expect("encode"), bytes, "entry {name}: today's is format 2");
+        }
+    }
+    let file = std::fs::File::open(d.join("snapshot-thin.snap")).expect("fixture present");
+    let head = snapshot::read(file, None).expect("snapshot head");
+    assert_eq!(head.format, 2);
+    let decoded = snapshot::decode_state(head.format, &head.state).expect("state");
+    let (_reference_dir, _, reference) = stores();
+    let expected = state_v2(&reference.records);
+    assert_eq!(decoded.digest(), expected.digest());
+    assert_eq!(decoded.platform.user_by_email("dev@example.org").map(|u| u.role), Some(Role::AppDeveloper));
+    assert_eq!(decoded.platform.datasets["iris"], dataset());
+    assert_eq!(decoded.serving.apps, expected.serving.apps);
+    assert_eq!(head.blobs.len(), 2, "the model file and the dataset");
+    if SNAPSHOT_FORMAT == 2 {
+        assert_eq!(snapshot::encode_state(&expected).expect("encode"), head.state, "today's state is format 2");
     }
 }

@@ -7,10 +7,13 @@
 //! ARCHITECTURE.md, "Changing the replicated data") and refuses a newer one
 //! with an error that names both versions, never with a panic or a guess.
 
-/// Version of the log entry payload encoding (`LogPayload`).
-pub const LOG_FORMAT: u32 = 1;
+/// Version of the log entry payload encoding (`LogPayload`). Format 2 added
+/// the platform domain and the serving domain's app commands; its encoding
+/// is a superset of format 1's, so format-1 bodies decode unchanged.
+pub const LOG_FORMAT: u32 = 2;
 /// Version of the snapshot file layout and of the applied state inside it.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Format 2 added apps and the platform domain to the state.
+pub const SNAPSHOT_FORMAT: u32 = 2;
 /// Version of the node's on-disk layout (sled trees, blob and snapshot
 /// directories), recorded in the store when it is created.
 pub const STORE_FORMAT: u32 = 1;

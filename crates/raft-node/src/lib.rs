@@ -19,7 +19,8 @@
 //!
 //! The replicated state machine, by domain: [`domains`] (the command set,
 //! the applied state and the dispatch), with [`domains::serving`]
-//! (predictions, idempotency records, the model catalog, batching) and
+//! (predictions, idempotency records, the model catalog, apps, batching),
+//! [`domains::platform`] (users, roles, tokens, datasets) and
 //! [`domains::integrity`] (state digest and checkpoints).
 
 // openraft's storage traits fix `StorageError` (a large enum) as the error
@@ -49,6 +50,12 @@ pub use domains::serving::{
     catalog, BatchConfig, Catalog, Executor, ModelChange, PredictOutcome, PredictRequest, PredictResult, Retention,
     ServingCommand, ServingResult, Ticket, UploadChunk, UploadModel, ECHO_MODEL, UPLOAD_CHUNK_BYTES,
 };
+pub use domains::platform::{
+    ColumnKind, Dataset, DatasetColumn, DatasetTask, PlatformCommand, PlatformResult, PlatformState, Role, TokenRecord,
+    User,
+};
+pub use domains::serving::app_predict::MEMBERS_OUTPUT;
+pub use domains::serving::{App, AppMember, AppPredictBatch, Apps};
 pub use domains::{Command, CommandResult, Domains, Refusal, RefusalKind};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};

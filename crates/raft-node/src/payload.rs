@@ -4,7 +4,7 @@
 //! The payload is encoded as `(format version, body bytes)`, both on disk (the
 //! sled log) and on the wire (AppendEntries), so a node meeting a payload
 //! from a newer binary refuses it with a clear error instead of decoding
-//! garbage. The body of format 1 is bincode of `(tag, Command)`.
+//! garbage. The body (formats 1 and 2) is bincode of `(tag, Command)`.
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -57,9 +57,10 @@ impl<'de> Deserialize<'de> for LogPayload {
 /// Decodes a payload body of a known format version.
 fn decode_body(version: u32, body: &[u8]) -> Result<LogPayload, format::FormatError> {
     format::check("log entry payload", version, LOG_FORMAT)?;
-    // Format 1 is the only one so far. A later format decodes older bodies
-    // here, keyed on `version`, through frozen copies of their types, and
-    // converts them to today's.
+    // Format 2 only added commands (new variants at the ends of the enums),
+    // so a format-1 body decodes as today's types. A later format that
+    // changes a field decodes older bodies here, keyed on `version`, through
+    // frozen copies of their types.
     let _ = version;
     let BodyV1(tag, command) = bincode::deserialize(body)
         .map_err(|e| format::FormatError::Corrupt { what: "log entry payload", detail: e.to_string() })?;

@@ -27,6 +27,7 @@
 //!   [`ModelRegistry::batch_invariant`].
 //! - `batch` (private): concatenating requests into one run and splitting the results.
 //! - `convert` (private): conversions to and from `ort` values.
+//! - [`ensemble`]: combining several models' outputs for one request ([`EnsembleRule`]).
 //! - [`error`]: the crate's error enum, [`ServingError`].
 //!
 //! Committing a request elsewhere (e.g. in a Raft log) and running it later splits into
@@ -49,6 +50,7 @@
 mod batch;
 mod check;
 mod convert;
+pub mod ensemble;
 pub mod error;
 pub mod model;
 pub mod oip;
@@ -59,6 +61,7 @@ pub mod registry;
 pub mod runtime;
 pub mod tensor;
 
+pub use ensemble::EnsembleRule;
 pub use error::ServingError;
 pub use half::f16;
 pub use model::{validate, IoKind, IoMeta, ModelMeta, ModelSignature};

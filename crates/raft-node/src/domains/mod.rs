@@ -3,6 +3,7 @@
 //! Each domain owns its commands, its part of the applied state, its apply
 //! function and its own digest:
 //! - [`serving`]: predictions (with idempotency records) and the model catalog;
+//! - [`platform`]: users, roles, tokens and datasets;
 //! - [`integrity`]: the state digest and the leader's checkpoints.
 //!
 //! [`Command`] and [`AppliedState`] hold one field or variant per domain, and
@@ -12,7 +13,9 @@
 //! its domain's module (see ARCHITECTURE.md for keeping old data readable).
 
 pub mod integrity;
+pub mod platform;
 pub mod serving;
+pub(crate) mod v1;
 
 use std::collections::BTreeSet;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -24,6 +27,7 @@ use crate::blobs::BlobStore;
 use crate::payload::LogPayload;
 use crate::types::{Entry, LogId, StoredMembership};
 use integrity::{Integrity, IntegrityCommand};
+use platform::{PlatformCommand, PlatformResult, PlatformState};
 use serving::{Executor, RecordStore, Retention, ServingCommand, ServingResult, ServingState};
 
 /// One entry's command, by domain.
@@ -31,6 +35,7 @@ use serving::{Executor, RecordStore, Retention, ServingCommand, ServingResult, S
 pub enum Command {
     Serving(ServingCommand),
     Integrity(IntegrityCommand),
+    Platform(PlatformCommand),
 }
 
 /// What applying an entry produced.
@@ -42,6 +47,7 @@ pub enum CommandResult {
     Serving(ServingResult),
     /// The command had no effect (for example, deleting a default version).
     Refused(Refusal),
+    Platform(PlatformResult),
 }
 
 /// Why a command had no effect.
@@ -153,6 +159,7 @@ pub struct AppliedState {
     pub membership: StoredMembership,
     pub serving: ServingState,
     pub integrity: Integrity,
+    pub platform: PlatformState,
 }
 
 impl AppliedState {
@@ -165,12 +172,20 @@ impl AppliedState {
     /// digest. Every entry is sealed once, in log order.
     pub(crate) fn seal(&mut self, log_id: LogId) {
         self.last_applied = Some(log_id);
-        self.integrity.observe(log_id.index, &[("serving", self.serving.digest())]);
+        // A domain that has never changed leaves the fold as it was before
+        // the domain existed, so adding a domain keeps old digests.
+        let mut domains = vec![("serving", self.serving.digest())];
+        if !self.platform.digest().is_empty() {
+            domains.push(("platform", self.platform.digest()));
+        }
+        self.integrity.observe(log_id.index, &domains);
     }
 
     /// Every blob (by SHA-256) the state refers to; the blob store keeps them.
     pub fn blob_refs(&self) -> BTreeSet<String> {
-        self.serving.blob_refs()
+        let mut refs = self.serving.blob_refs();
+        refs.extend(self.platform.blob_refs());
+        refs
     }
 }
 
@@ -203,6 +218,17 @@ pub fn apply_entries(state: &RwLock<AppliedState>, env: &ApplyEnv, entries: Vec<
         results[pos] = match entry.payload {
             EntryPayload::Normal(LogPayload { command: Command::Integrity(cmd), .. }) => {
                 integrity::apply(&mut s.integrity, log_id.index, cmd)
+            }
+            EntryPayload::Normal(LogPayload { command: Command::Platform(cmd @ PlatformCommand::CreateDataset { .. }), .. }) => {
+                // Assembling the file takes the blob store's guard and must
+                // not hold the state lock meanwhile.
+                drop(s);
+                let result = platform::datasets::complete(state, env, log_id.index, cmd);
+                s = write(state);
+                result
+            }
+            EntryPayload::Normal(LogPayload { command: Command::Platform(cmd), .. }) => {
+                platform::apply(&mut s.platform, log_id.index, cmd)
             }
             EntryPayload::Membership(m) => {
                 s.membership = StoredMembership::new(Some(log_id), m);

@@ -65,9 +65,11 @@ pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, SnapshotError> {
 /// Decodes a state encoded in snapshot format `format`.
 pub fn decode_state(format: u32, bytes: &[u8]) -> Result<AppliedState, SnapshotError> {
     format::check(WHAT, format, SNAPSHOT_FORMAT)?;
-    // Format 1 is the only one so far; a later format decodes older states
-    // here, keyed on `format`, through frozen copies of their types.
-    bincode::deserialize(bytes).map_err(corrupt)
+    // Older formats decode through frozen copies of their types.
+    match format {
+        1 => bincode::deserialize::<crate::domains::v1::AppliedStateV1>(bytes).map(Into::into).map_err(corrupt),
+        _ => bincode::deserialize(bytes).map_err(corrupt),
+    }
 }
 
 /// Rows of a full snapshot, produced by the domains.

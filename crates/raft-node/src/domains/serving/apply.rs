@@ -253,7 +253,14 @@ impl<'a> Applier<'a> {
         }
         self.flush(results);
         let (state, env) = (self.pending.state, self.pending.env);
-        results[pos] = apply_model_command(state, env, log_id.index, cmd);
+        results[pos] = match cmd {
+            ServingCommand::AppPredict(batch) => super::app_predict::apply(state, env, log_id, batch),
+            cmd @ (ServingCommand::CreateApp(_)
+            | ServingCommand::SetAppMembers { .. }
+            | ServingCommand::SetAppRunning { .. }
+            | ServingCommand::DeleteApp { .. }) => apply_app_command(state, log_id.index, cmd),
+            cmd => apply_model_command(state, env, log_id.index, cmd),
+        };
         write(state).seal(log_id);
     }
 
@@ -294,6 +301,12 @@ fn apply_model_command(state: &RwLock<AppliedState>, env: &ApplyEnv, index: u64,
         }
         ServingCommand::DeleteVersion { name, version } => {
             let mut s = write(state);
+            if let Some(app) = s.serving.apps.user_of(&name, version) {
+                return CommandResult::Refused(Refusal::conflict(format!(
+                    "version {version} of {name} is a member of app {:?}; change the app's members first",
+                    app.name
+                )));
+            }
             match s.serving.catalog.delete(&name, version) {
                 Ok(()) => {
                     s.serving.record_model_change(index, "delete", &name, version);
@@ -304,8 +317,38 @@ fn apply_model_command(state: &RwLock<AppliedState>, env: &ApplyEnv, index: u64,
                 Err(e) => CommandResult::Refused(e),
             }
         }
-        // Predictions never reach here: `Applier::apply` holds them.
-        ServingCommand::PredictBatch(_) => CommandResult::None,
+        // Predictions and apps never reach here: see `Applier::apply`.
+        ServingCommand::PredictBatch(_)
+        | ServingCommand::AppPredict(_)
+        | ServingCommand::CreateApp(_)
+        | ServingCommand::SetAppMembers { .. }
+        | ServingCommand::SetAppRunning { .. }
+        | ServingCommand::DeleteApp { .. } => CommandResult::None,
+    }
+}
+
+/// App changes.
+fn apply_app_command(state: &RwLock<AppliedState>, index: u64, cmd: ServingCommand) -> CommandResult {
+    let mut s = write(state);
+    let serving = &mut s.serving;
+    let (what, result) = match cmd {
+        ServingCommand::CreateApp(app) => ("create", serving.apps.create(&serving.catalog, app, index).cloned()),
+        ServingCommand::SetAppMembers { name, members } => {
+            ("members", serving.apps.set_members(&serving.catalog, &name, members, index).cloned())
+        }
+        ServingCommand::SetAppRunning { name, running } => {
+            (if running { "start" } else { "stop" }, serving.apps.set_running(&name, running, index).cloned())
+        }
+        ServingCommand::DeleteApp { name } => ("delete", serving.apps.delete(&name)),
+        _ => return CommandResult::None,
+    };
+    match result {
+        Ok(app) => {
+            serving.record_app_change(index, what, &app.name, app.revision);
+            tracing::info!(index, app = %app.name, revision = app.revision, change = what, "app changed");
+            CommandResult::Serving(ServingResult::AppChanged(app))
+        }
+        Err(refusal) => CommandResult::Refused(refusal),
     }
 }
 
@@ -343,6 +386,10 @@ fn complete_upload(
     let _guard = env.blobs.guard();
     let (parts, version) = {
         let mut s = write(state);
+        if s.serving.apps.apps.contains_key(&name) {
+            let _ = s.serving.catalog.take_staged(upload_id, chunks);
+            return Err(Refusal::conflict(format!("{name:?} is an app's name; a model needs its own")));
+        }
         let parts = s.serving.catalog.take_staged(upload_id, chunks).map_err(Refusal::conflict)?;
         (parts, s.serving.catalog.next_version(&name))
     };

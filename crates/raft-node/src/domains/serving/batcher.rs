@@ -1,7 +1,9 @@
 //! Leader-side dynamic batching: concurrent requests for one model are
 //! packed into one `PredictBatch` log entry.
 //!
-//! One queue per (model, pinned version) is drained by its own task. A batch
+//! Apps are batched the same way, into `AppPredict` entries.
+//!
+//! One queue per (model, pinned version) or app is drained by its own task. A batch
 //! is proposed as soon as a proposal slot is free; while `max_in_flight`
 //! proposals are still committing, requests accumulate and the next batch
 //! takes up to `max_batch` of them (optionally waiting up to `max_wait` to
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::command::{PredictBatch, PredictOutcome, PredictRequest, ServingCommand, ServingResult};
+use super::command::{AppPredictBatch, PredictBatch, PredictOutcome, PredictRequest, ServingCommand, ServingResult};
 use crate::commit::CommitTracker;
 use crate::domains::{Command, CommandResult};
 use crate::node::{map_write_error, RaftNode, WriteError};
@@ -66,7 +68,15 @@ struct Job {
     _admission: OwnedSemaphorePermit,
 }
 
-type QueueKey = (String, Option<u64>);
+/// What a queue's requests are for: a model (with a pinned version or
+/// the default), or an app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Model { name: String, version: Option<u64> },
+    App(String),
+}
+
+type QueueKey = Target;
 
 pub struct Batcher {
     node: RaftNode,
@@ -99,13 +109,21 @@ impl Batcher {
     /// node does not lead, `NoQuorum` when it lost its majority, and
     /// `Overloaded` when the queues are full.
     pub fn submit(&self, model: &str, version: Option<u64>, request: PredictRequest) -> Result<Ticket, WriteError> {
+        self.submit_to(Target::Model { name: model.to_string(), version }, request)
+    }
+
+    /// Queues a validated request for an app.
+    pub fn submit_app(&self, app: &str, request: PredictRequest) -> Result<Ticket, WriteError> {
+        self.submit_to(Target::App(app.to_string()), request)
+    }
+
+    fn submit_to(&self, key: Target, request: PredictRequest) -> Result<Ticket, WriteError> {
         self.node.check_writable()?;
         let permit = self.admission.clone().try_acquire_owned().map_err(|_| WriteError::Overloaded)?;
         let (committed_tx, committed) = oneshot::channel();
         let (outcome_tx, outcome) = oneshot::channel();
         let job =
             Job { request, committed: committed_tx, outcome: outcome_tx, enqueued: Instant::now(), _admission: permit };
-        let key = (model.to_string(), version);
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         let tx = queues.entry(key.clone()).or_insert_with(|| self.spawn_queue(key));
         tx.send(job).map_err(|_| WriteError::Fatal("the batching queue stopped".into()))?;
@@ -175,7 +193,6 @@ async fn propose(
     jobs: Vec<Job>,
     _slot: OwnedSemaphorePermit,
 ) {
-    let (model, version) = key;
     let mut requests = Vec::with_capacity(jobs.len());
     let mut waiters = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -184,7 +201,13 @@ async fn propose(
         waiters.push((job.committed, job.outcome, job._admission));
     }
     metrics::histogram!("boat_entry_requests").record(requests.len() as f64);
-    let batch = PredictBatch { model, version, proposed_at_ms: now_ms(), requests };
+    let proposed_at_ms = now_ms();
+    let command = match key {
+        Target::Model { name, version } => {
+            ServingCommand::PredictBatch(PredictBatch { model: name, version, proposed_at_ms, requests })
+        }
+        Target::App(app) => ServingCommand::AppPredict(AppPredictBatch { app, proposed_at_ms, requests }),
+    };
     let commit_rx = tracker.register(tag);
     let (commit_senders, outcome_senders): (Vec<_>, Vec<_>) =
         waiters.into_iter().map(|(c, o, permit)| (c, (o, permit))).unzip();
@@ -202,7 +225,7 @@ async fn propose(
         None
     });
 
-    let payload = LogPayload::tagged(tag, Command::Serving(ServingCommand::PredictBatch(batch)));
+    let payload = LogPayload::tagged(tag, Command::Serving(command));
     let written = raft.client_write(payload).await;
     tracker.forget(tag);
     let result: Result<Vec<PredictOutcome>, WriteError> = match written {

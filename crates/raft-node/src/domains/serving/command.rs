@@ -7,6 +7,8 @@
 
 use boat_serving::{Output, Tensor};
 use serde::{Deserialize, Serialize};
+
+pub use super::apps::{App, AppMember};
 use sha2::{Digest, Sha256};
 
 /// Commands of the serving domain.
@@ -23,6 +25,25 @@ pub enum ServingCommand {
     SetDefault { name: String, version: u64 },
     /// Remove a version that is not the default.
     DeleteVersion { name: String, version: u64 },
+    /// A new app (see `apps`).
+    CreateApp(App),
+    /// Replace an app's members: one entry, so one index switches them.
+    SetAppMembers { name: String, members: Vec<AppMember> },
+    /// Stop or start serving an app.
+    SetAppRunning { name: String, running: bool },
+    DeleteApp { name: String },
+    /// Requests for one app, packed by the leader into one entry.
+    AppPredict(AppPredictBatch),
+}
+
+/// Requests for an app that the leader packed into one log entry. Every
+/// member runs all of them, and the app's rule combines the answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppPredictBatch {
+    pub app: String,
+    /// Leader wall clock at proposal (see `PredictBatch`).
+    pub proposed_at_ms: u64,
+    pub requests: Vec<PredictRequest>,
 }
 
 /// Requests the leader packed into one log entry.
@@ -110,6 +131,8 @@ pub enum ServingResult {
     Predicted(Vec<PredictOutcome>),
     /// A model change took effect.
     ModelChanged(ModelChange),
+    /// An app change took effect; the app as it is now.
+    AppChanged(App),
 }
 
 /// The effect of a model command.

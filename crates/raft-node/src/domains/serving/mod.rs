@@ -2,6 +2,7 @@
 //!
 //! - [`command`]: its commands and results;
 //! - [`catalog`]: models, versions (by blob hash) and defaults;
+//! - [`apps`]: named ensembles of model versions, served like models;
 //! - [`records`]: prediction records for idempotency and async results;
 //! - [`apply`]: applying its entries, predictions batched across entries;
 //! - [`executor`]: runs predictions on this node's ONNX Runtime and keeps the
@@ -9,6 +10,8 @@
 //! - [`batcher`]: the leader's packing of concurrent requests into entries.
 
 pub mod apply;
+pub mod app_predict;
+pub mod apps;
 pub mod batcher;
 pub mod catalog;
 pub mod command;
@@ -21,10 +24,11 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 pub use apply::Applier;
-pub use batcher::{BatchConfig, Batcher, Ticket};
+pub use batcher::{BatchConfig, Batcher, Target, Ticket};
 pub use catalog::Catalog;
+pub use apps::{App, AppMember, Apps};
 pub use command::{
-    ModelChange, PredictBatch, PredictOutcome, PredictRequest, PredictResult, ServingCommand, ServingResult,
+    AppPredictBatch, ModelChange, PredictBatch, PredictOutcome, PredictRequest, PredictResult, ServingCommand, ServingResult,
     UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES,
 };
 pub use executor::{Executor, ECHO_MODEL};
@@ -42,9 +46,20 @@ pub struct ServingState {
     pub predictions_run: u64,
     /// Running SHA-256 chain over every prediction outcome and model change.
     digest: String,
+    pub apps: Apps,
 }
 
 impl ServingState {
+    /// A state of snapshot format 1, which had no apps.
+    pub(crate) fn from_v1(catalog: Catalog, records: RecordWindow, predictions_run: u64, digest: String) -> Self {
+        Self { catalog, records, predictions_run, digest, apps: Apps::default() }
+    }
+
+    /// Folds an app change into the digest.
+    pub fn record_app_change(&mut self, index: u64, what: &str, app: &str, revision: u64) {
+        self.digest = chain(&self.digest, index, &[b"app", what.as_bytes(), app.as_bytes(), &revision.to_be_bytes()]);
+    }
+
     pub fn digest(&self) -> &str {
         &self.digest
     }
