@@ -39,7 +39,7 @@ async fn client_commands_find_the_leader_and_manage_models() {
     assert!(!out.status.success());
     let out = boat(&sb, &["models", "--token", "wrong", "upload", "mlp", mlp.to_str().unwrap()]).await;
     assert!(!out.status.success());
-    assert_eq!(stdout_json(&out)["error"], "wrong admin token");
+    assert!(stdout_json(&out)["error"].as_str().unwrap().contains("token is invalid"));
 
     for _ in 0..2 {
         let out = boat(&sb, &["models", "--token-file", token_file, "upload", "mlp", mlp.to_str().unwrap()]).await;

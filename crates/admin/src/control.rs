@@ -55,7 +55,7 @@ pub async fn control(
     headers: HeaderMap,
     AnyJson(cmd): AnyJson<ControlCommand>,
 ) -> Result<Json<Value>, ApiError> {
-    require_control(&app.config, peer, &headers)?;
+    require_control(&app, peer, &headers)?;
     let node = &app.node;
     let faults = node.faults();
     tracing::warn!(?cmd, "control command");

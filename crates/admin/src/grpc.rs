@@ -150,6 +150,7 @@ impl Inference {
             inputs: Inputs::Tensors(convert::infer_inputs(req.inputs, req.raw_input_contents)?),
             key,
             mode: Mode::Wait,
+            token: crate::auth::bearer(&headers).map(str::to_string),
         };
         match self.app.infer(call).await? {
             Answer::Done(o) => {

@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use boat_raft::{PredictOutcome, PredictRequest, PredictResult, WriteError};
+use boat_raft::{App, PredictOutcome, PredictRequest, PredictResult, Target, WriteError};
 use boat_serving::{ServingError, Tensor};
 use serde_json::Value;
 
@@ -69,6 +69,8 @@ pub struct Call {
     /// Idempotency key.
     pub key: Option<String>,
     pub mode: Mode,
+    /// The caller's bearer token, for apps that require one.
+    pub token: Option<String>,
 }
 
 pub enum Answer {
@@ -140,7 +142,12 @@ impl AppState {
     /// Validates, queues and waits for one prediction.
     pub async fn infer(&self, call: Call) -> Result<Answer, ApiError> {
         let model = call.model.clone();
+        let started = std::time::Instant::now();
         let result = self.infer_inner(call).await;
+        let ok = matches!(&result, Ok(Answer::Done(o)) if matches!(o.result, PredictResult::Output(_)));
+        if !matches!(&result, Err(e) if matches!(e.kind, ErrorKind::NotLeader { .. })) {
+            self.latency.record(&model, started.elapsed(), ok);
+        }
         let label = match &result {
             Ok(Answer::Done(o)) if o.duplicate => "duplicate",
             Ok(Answer::Done(o)) if matches!(o.result, PredictResult::Output(_)) => "ok",
@@ -161,12 +168,20 @@ impl AppState {
             let s = node.status();
             return Err(ApiError::not_leader(s.leader_id, s.leader_http));
         }
-        let resolved = node.state().read().serving.catalog.resolve(&call.model, call.version);
-        let version = resolved.map_err(|m| ApiError::not_found(m).with("model", call.model.clone()))?;
-        let inputs = self.validate_inputs(&call.model, version, call.inputs, call.outputs.as_deref()).await?;
-        let id = call.key.unwrap_or_else(new_request_id);
-        let request = PredictRequest { id: id.clone(), inputs, outputs: call.outputs };
-        let ticket = self.batcher.submit(&call.model, call.version, request).map_err(|e| write_error(e, Some(&id)))?;
+        let Call { model, version, inputs, outputs, key, mode, token } = call;
+        let app = node.state().read().serving.apps.apps.get(&model).cloned();
+        let (inputs, submit): (Vec<Tensor>, Target) = match app {
+            Some(app) => (self.validate_app_call(&app, version, token.as_deref(), inputs).await?, Target::App(app.name)),
+            None => {
+                let resolved = node.state().read().serving.catalog.resolve(&model, version);
+                let pinned = resolved.map_err(|m| ApiError::not_found(m).with("model", model.clone()))?;
+                let inputs = self.validate_inputs(&model, pinned, inputs, outputs.as_deref()).await?;
+                (inputs, Target::Model { name: model.clone(), version })
+            }
+        };
+        let id = key.unwrap_or_else(new_request_id);
+        let request = PredictRequest { id: id.clone(), inputs, outputs };
+        let ticket = self.batcher.submit_to(submit, request).map_err(|e| write_error(e, Some(&id)))?;
 
         let timeout = self.config.write_timeout;
         let timed_out = || {
@@ -190,7 +205,7 @@ impl AppState {
             )
             .with("id", id.clone())
         };
-        match call.mode {
+        match mode {
             // `biased`: an outcome that is ready wins over a loss of quorum
             // noticed at the same moment.
             Mode::Wait => tokio::select! {
@@ -227,6 +242,33 @@ impl AppState {
                 answer
             }
         }
+    }
+
+    /// Checks an app request: the app runs, the caller may use it, and the
+    /// inputs fit every member.
+    async fn validate_app_call(
+        &self,
+        app: &App,
+        version: Option<u64>,
+        token: Option<&str>,
+        inputs: Inputs,
+    ) -> Result<Vec<Tensor>, ApiError> {
+        if version.is_some() {
+            return Err(ApiError::unprocessable(format!("{} is an app; it has no versions to pin", app.name)));
+        }
+        if app.requires_token {
+            self.authorize(token, crate::auth::ANYONE)?;
+        }
+        if !app.running {
+            return Err(ApiError::conflict(format!("app {} is stopped; start it first", app.name)));
+        }
+        let first = &app.members[0];
+        let tensors = self.validate_inputs(&first.model, first.version, inputs, None).await?;
+        let registry = self.node.executor().registry();
+        for m in &app.members[1..] {
+            registry.check(&m.model, m.version, tensors.clone()).map_err(|e| serving_error(e).with("member", m.to_string()))?;
+        }
+        Ok(tensors)
     }
 
     /// Converts and checks the inputs against the model's signature. Small

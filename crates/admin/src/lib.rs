@@ -15,10 +15,15 @@
 //! - [`status`]: `GET /` and `GET /status`.
 //! - [`control`]: `POST /control`, failure injection.
 //! - [`metrics`]: `GET /metrics` and the metric descriptions.
-//! - [`auth`]: bearer-token checks.
+//! - [`platform`]: the admin service (users, tokens, datasets, apps), one
+//!   set of operations behind the REST routes in [`api`] and the gRPC admin
+//!   service in [`admin_grpc`]; [`write`] appends their commands.
+//! - [`openapi`]: the OpenAPI document of the REST API.
+//! - [`auth`]: bearer tokens, roles, and the `/control` rule.
 //! - [`extract`]: JSON body extraction with JSON errors.
 //! - [`error`]: the one error model, rendered as HTTP and as gRPC.
 
+pub mod api;
 pub mod auth;
 pub mod consistency;
 pub mod control;
@@ -29,12 +34,15 @@ pub mod grpc_convert;
 pub mod inference;
 pub mod metrics;
 pub mod models;
+pub mod openapi;
+pub mod platform;
 pub mod predict;
 pub mod predictions;
 pub mod server;
 pub mod service;
 pub mod status;
 pub mod v2;
+pub mod write;
 
 pub use error::{ApiError, ErrorKind};
 pub use server::{AppState, HttpConfig, HttpServer};

@@ -8,7 +8,8 @@
 //! - `DELETE /api/models/{name}/versions/{version}`: drop a version that is
 //!   not the default.
 //!
-//! Writes need the admin token and go through the Raft log.
+//! Writes need a SUPERADMIN, ADMIN or MODEL_DEVELOPER token and go through
+//! the Raft log.
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -17,17 +18,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boat_raft::catalog::ModelEntry;
 use boat_raft::{
-    Command, CommandResult, ModelChange, RefusalKind, ServingCommand, ServingResult, UploadChunk, UploadModel,
+    Command, CommandResult, ModelChange, ServingCommand, ServingResult, UploadChunk, UploadModel,
     UPLOAD_CHUNK_BYTES,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::require_admin;
+use crate::auth::MODEL_WRITERS;
 use crate::consistency::Consistent;
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{read_body, JsonBody};
-use crate::inference::{now_ms, write_error};
+use crate::inference::now_ms;
 use crate::server::AppState;
 
 const MAX_NAME_LEN: usize = 64;
@@ -72,12 +73,19 @@ fn entry_json(app: &AppState, name: &str, entry: &ModelEntry) -> Value {
     json!({"name": name, "default_version": entry.default, "versions": versions})
 }
 
+#[utoipa::path(get, path = "/api/models", tag = "models",
+    description = "Every model with its versions, sizes, checksums, signatures and default. Required role: none.",
+    responses((status = 200, description = "the models")), extensions(("x-required-roles" = json!([]))))]
 pub async fn list(State(app): State<AppState>, _: Consistent) -> Json<Value> {
     let state = app.node.state().read();
     let models: Vec<Value> = state.serving.catalog.models.iter().map(|(n, e)| entry_json(&app, n, e)).collect();
     Json(json!({ "models": models }))
 }
 
+#[utoipa::path(get, path = "/api/models/{name}", tag = "models", params(("name" = String, Path, description = "model name")),
+    description = "One model's versions. Required role: none.",
+    responses((status = 200, description = "the model"), (status = 404, description = "no such model", body = crate::api::ErrorBody)),
+    extensions(("x-required-roles" = json!([]))))]
 pub async fn show(
     State(app): State<AppState>,
     _: Consistent,
@@ -93,25 +101,8 @@ pub async fn show(
     Ok(Json(entry_json(&app, &name, entry)))
 }
 
-/// Appends a model command and waits for its result.
 async fn append(app: &AppState, cmd: ServingCommand) -> Result<CommandResult, ApiError> {
-    let timeout = app.config.write_timeout;
-    let written = tokio::select! {
-        biased;
-        w = tokio::time::timeout(timeout, app.node.write(Command::Serving(cmd))) => w,
-        _ = app.node.quorum_lost() => {
-            return Err(ApiError::unavailable("this leader lost contact with a majority; check GET /api/models and retry", 1))
-        }
-    };
-    match written {
-        Err(_) => Err(ApiError::unavailable(format!("not committed within {timeout:?}; check GET /api/models"), 1)),
-        Ok(Err(e)) => Err(write_error(e, None)),
-        Ok(Ok(CommandResult::Refused(r))) => Err(match r.kind {
-            RefusalKind::NotFound => ApiError::not_found(r.message),
-            RefusalKind::Conflict => ApiError::conflict(r.message),
-        }),
-        Ok(Ok(result)) => Ok(result),
-    }
+    app.append(Command::Serving(cmd), "GET /api/models").await
 }
 
 /// Appends a model change and returns its effect.
@@ -122,17 +113,23 @@ async fn write(app: &AppState, cmd: ServingCommand) -> Result<ModelChange, ApiEr
     }
 }
 
+#[utoipa::path(post, path = "/api/models/{name}", tag = "models", params(("name" = String, Path, description = "model name")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the ONNX file"),
+    description = "Upload a new version of a model (it becomes the default). Required role: SUPERADMIN, ADMIN or MODEL_DEVELOPER.",
+    responses((status = 201, description = "the new version"), (status = 422, description = "not a loadable ONNX file", body = crate::api::ErrorBody),
+              (status = 401, description = "no valid token", body = crate::api::ErrorBody), (status = 403, description = "role too low", body = crate::api::ErrorBody)),
+    security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "MODEL_DEVELOPER"]))))]
 #[tracing::instrument(skip_all, fields(model = %name))]
 pub async fn upload(
     State(app): State<AppState>,
     Path(name): Path<String>,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
-    require_admin(&app.config, req.headers())?;
+    app.authorize_http(req.headers(), MODEL_WRITERS)?;
     check_name(&name)?;
-    if !app.node.is_leader() {
-        let s = app.node.status();
-        return Err(ApiError::not_leader(s.leader_id, s.leader_http));
+    app.require_leader()?;
+    if app.node.state().read().serving.apps.apps.contains_key(&name) {
+        return Err(ApiError::conflict(format!("{name:?} is an app's name; a model needs its own")));
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
@@ -175,29 +172,39 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultBody {
     pub version: u64,
 }
 
+#[utoipa::path(post, path = "/api/models/{name}/default", tag = "models", params(("name" = String, Path, description = "model name")),
+    request_body = DefaultBody,
+    description = "Make a version the default (roll back or forward). Required role: SUPERADMIN, ADMIN or MODEL_DEVELOPER.",
+    responses((status = 200, description = "changed"), (status = 404, description = "no such version", body = crate::api::ErrorBody)),
+    security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "MODEL_DEVELOPER"]))))]
 pub async fn set_default(
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<DefaultBody>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&app.config, &headers)?;
+    app.authorize_http(&headers, MODEL_WRITERS)?;
     let change = write(&app, ServingCommand::SetDefault { name: name.clone(), version: body.version }).await?;
     Ok(Json(json!({"name": name, "default_version": change.default_version, "index": change.index})))
 }
 
+#[utoipa::path(delete, path = "/api/models/{name}/versions/{version}", tag = "models",
+    params(("name" = String, Path, description = "model name"), ("version" = u64, Path, description = "version")),
+    description = "Delete a version that is neither the default nor an app's member. Required role: SUPERADMIN, ADMIN or MODEL_DEVELOPER.",
+    responses((status = 200, description = "deleted"), (status = 409, description = "the default or in use", body = crate::api::ErrorBody)),
+    security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "MODEL_DEVELOPER"]))))]
 pub async fn delete_version(
     State(app): State<AppState>,
     Path((name, version)): Path<(String, u64)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&app.config, &headers)?;
+    app.authorize_http(&headers, MODEL_WRITERS)?;
     let change = write(&app, ServingCommand::DeleteVersion { name: name.clone(), version }).await?;
     Ok(Json(
         json!({"name": name, "deleted_version": version, "default_version": change.default_version, "index": change.index}),

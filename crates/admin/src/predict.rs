@@ -25,10 +25,11 @@ use crate::server::AppState;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const MAX_KEY_LEN: usize = 256;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictBody {
     /// The model's input.
+    #[schema(value_type = Object)]
     pub input: Value,
     /// Model name; the echo model when absent.
     #[serde(default)]
@@ -102,6 +103,11 @@ pub fn outcome_json(o: &PredictOutcome, node_id: u64) -> Value {
     })
 }
 
+#[utoipa::path(post, path = "/predict", tag = "predict", request_body = PredictBody,
+    description = "Predict with a model (or an app, by name). `?async=true` answers 202 once committed. Required role: none, unless an app requires a token.",
+    responses((status = 200, description = "the model's answer with its log index and term"), (status = 202, description = "accepted (async)"),
+              (status = 307, description = "not the leader; Location names it"), (status = 422, description = "invalid input", body = crate::api::ErrorBody)),
+    extensions(("x-required-roles" = json!([]))))]
 #[tracing::instrument(skip_all, fields(model))]
 pub async fn predict(
     State(app): State<AppState>,
@@ -119,6 +125,7 @@ pub async fn predict(
         outputs: None,
         key: request_key(&headers, body.id)?,
         mode,
+        token: crate::auth::bearer(&headers).map(str::to_string),
     };
     match app.infer(call).await? {
         Answer::Accepted { id, index, term } => Ok(accepted(id, index, term)),

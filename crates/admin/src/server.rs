@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use boat_raft::{Batcher, RaftNode};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{control, error, grpc, metrics, models, predict, predictions, status, v2};
+use crate::{control, error, grpc, metrics, openapi, predictions, status, v2};
 
 /// HTTP settings of a node.
 #[derive(Debug, Clone)]
@@ -47,6 +47,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Asynchronous requests this node accepted that are not applied yet.
     pub pending: Arc<Mutex<HashSet<String>>>,
+    /// Request counts and recent latencies per model or app, on this node.
+    pub latency: Arc<crate::platform::apps::LatencyBook>,
     exit: watch::Sender<bool>,
 }
 
@@ -60,17 +62,13 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // gRPC shares the HTTP port: see `grpc` for how.
     let grpc = grpc::router(state.clone());
+    let (documented, _) = openapi::documented();
     Router::new()
         .route("/", get(status::greeting))
         .route("/status", get(status::status))
         .route("/metrics", get(metrics::render))
-        .route("/predict", post(predict::predict))
         .route("/predictions/{id}", get(predictions::get))
         .route("/control", post(control::control))
-        .route("/api/models", get(models::list))
-        .route("/api/models/{name}", get(models::show).post(models::upload))
-        .route("/api/models/{name}/default", post(models::set_default))
-        .route("/api/models/{name}/versions/{version}", delete(models::delete_version))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
@@ -80,10 +78,32 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/models/{name}/versions/{version}", get(v2::version_metadata))
         .route("/v2/models/{name}/versions/{version}/ready", get(v2::version_ready))
         .route("/v2/models/{name}/versions/{version}/infer", post(v2::version_infer))
+        .merge(documented)
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::leader_location))
         .with_state(state)
         .merge(grpc)
+}
+
+/// While this node leads, makes sure the bootstrap superadmin exists (a
+/// new cluster's first leader creates it; later leaders find it there).
+fn spawn_bootstrap(state: &AppState) {
+    let app = state.clone();
+    state.node.spawn_leader_task("bootstrap-superadmin", move |_, cancel| {
+        let app = app.clone();
+        async move {
+            while !cancel.is_cancelled() {
+                match app.bootstrap_superadmin().await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(error = %e.message, "cannot create the bootstrap superadmin yet; retrying"),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    });
 }
 
 /// A bound HTTP server, not yet serving.
@@ -103,7 +123,16 @@ impl HttpServer {
         let listener = TcpListener::bind(config.listen).await?;
         let (exit, exit_requested) = watch::channel(false);
         let batcher = Arc::new(batcher);
-        let state = AppState { node, batcher, config: Arc::new(config), metrics, pending: Arc::default(), exit };
+        let state = AppState {
+            node,
+            batcher,
+            config: Arc::new(config),
+            metrics,
+            pending: Arc::default(),
+            latency: Arc::default(),
+            exit,
+        };
+        spawn_bootstrap(&state);
         Ok(Self { listener, state, exit_requested })
     }
 

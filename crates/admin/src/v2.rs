@@ -136,8 +136,9 @@ async fn run_infer(
     };
     let key = request_key(&headers, body_key)?;
     let requested = req.requested_output_names();
-    let call =
-        Call { model: model.clone(), version, inputs: Inputs::Tensors(req.inputs), outputs: requested, key, mode };
+    let token = crate::auth::bearer(&headers).map(str::to_string);
+    let inputs = Inputs::Tensors(req.inputs);
+    let call = Call { model: model.clone(), version, inputs, outputs: requested, key, mode, token };
     match app.infer(call).await? {
         Answer::Accepted { id, index, term } => Ok(accepted(id, index, term)),
         Answer::Done(o) => {

@@ -48,7 +48,7 @@ pub use domains::serving::command::sha256_hex;
 pub use domains::serving::Batcher;
 pub use domains::serving::{
     catalog, BatchConfig, Catalog, Executor, ModelChange, PredictOutcome, PredictRequest, PredictResult, Retention,
-    ServingCommand, ServingResult, Ticket, UploadChunk, UploadModel, ECHO_MODEL, UPLOAD_CHUNK_BYTES,
+    ServingCommand, ServingResult, Target, Ticket, UploadChunk, UploadModel, ECHO_MODEL, UPLOAD_CHUNK_BYTES,
 };
 pub use domains::platform::{
     ColumnKind, Dataset, DatasetColumn, DatasetTask, PlatformCommand, PlatformResult, PlatformState, Role, TokenRecord,

@@ -117,7 +117,8 @@ impl Batcher {
         self.submit_to(Target::App(app.to_string()), request)
     }
 
-    fn submit_to(&self, key: Target, request: PredictRequest) -> Result<Ticket, WriteError> {
+    /// Queues a validated request for `key`.
+    pub fn submit_to(&self, key: Target, request: PredictRequest) -> Result<Ticket, WriteError> {
         self.node.check_writable()?;
         let permit = self.admission.clone().try_acquire_owned().map_err(|_| WriteError::Overloaded)?;
         let (committed_tx, committed) = oneshot::channel();
