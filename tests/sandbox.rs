@@ -23,7 +23,7 @@ pub use boat::onnx_builder;
 /// Generous bound for anything a healthy cluster does in well under a second.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 

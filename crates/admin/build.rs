@@ -9,7 +9,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let file = format!("{proto_dir}/{name}");
         println!("cargo:rerun-if-changed={file}");
         let fds = protox::compile([file.as_str()], [proto_dir])?;
-        tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+        let mut build = tonic_prost_build::configure().build_client(true).build_server(true);
+        if name == "admin.proto" {
+            // The CLI prints admin replies as JSON with `--json`.
+            build = build.type_attribute(".", "#[derive(serde::Serialize)]");
+        }
+        build.compile_fds(fds)?;
     }
     Ok(())
 }

@@ -23,6 +23,7 @@
 //! - [`extract`]: JSON body extraction with JSON errors.
 //! - [`error`]: the one error model, rendered as HTTP and as gRPC.
 
+pub mod admin_grpc;
 pub mod api;
 pub mod auth;
 pub mod consistency;

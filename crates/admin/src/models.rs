@@ -77,9 +77,7 @@ fn entry_json(app: &AppState, name: &str, entry: &ModelEntry) -> Value {
     description = "Every model with its versions, sizes, checksums, signatures and default. Required role: none.",
     responses((status = 200, description = "the models")), extensions(("x-required-roles" = json!([]))))]
 pub async fn list(State(app): State<AppState>, _: Consistent) -> Json<Value> {
-    let state = app.node.state().read();
-    let models: Vec<Value> = state.serving.catalog.models.iter().map(|(n, e)| entry_json(&app, n, e)).collect();
-    Json(json!({ "models": models }))
+    Json(json!({ "models": app.models_json() }))
 }
 
 #[utoipa::path(get, path = "/api/models/{name}", tag = "models", params(("name" = String, Path, description = "model name")),
@@ -91,14 +89,7 @@ pub async fn show(
     _: Consistent,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let state = app.node.state().read();
-    let entry = state
-        .serving
-        .catalog
-        .models
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found(format!("unknown model {name:?}")))?;
-    Ok(Json(entry_json(&app, &name, entry)))
+    app.model_json(&name).map(Json)
 }
 
 async fn append(app: &AppState, cmd: ServingCommand) -> Result<CommandResult, ApiError> {
@@ -126,11 +117,6 @@ pub async fn upload(
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
     app.authorize_http(req.headers(), MODEL_WRITERS)?;
-    check_name(&name)?;
-    app.require_leader()?;
-    if app.node.state().read().serving.apps.apps.contains_key(&name) {
-        return Err(ApiError::conflict(format!("{name:?} is an app's name; a model needs its own")));
-    }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
         return Err(ApiError::new(
@@ -139,37 +125,73 @@ pub async fn upload(
         ));
     }
     let bytes = read_body(req.into_body(), app.config.max_model_bytes, "model file").await?;
-    let bytes = bytes.to_vec();
-    // Loading the model is the validation; it is CPU work, off the runtime.
-    let registry = app.node.executor().registry().clone();
-    let (signature, bytes) = tokio::task::spawn_blocking(move || (registry.validate(&bytes), bytes))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let signature = signature.map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let sha256 = signature.sha256.clone();
-    tracing::info!(bytes = bytes.len(), %sha256, "model upload validated");
-    // The file travels as chunk entries, then one entry that completes it,
-    // so that no single append is large.
-    let upload_id = rand::random::<u64>();
-    let mut chunks = 0u32;
-    for piece in bytes.chunks(UPLOAD_CHUNK_BYTES) {
-        let chunk = UploadChunk { upload_id, seq: chunks, at_ms: now_ms(), bytes: piece.to_vec() };
-        append(&app, ServingCommand::UploadChunk(chunk)).await?;
-        chunks += 1;
-    }
-    let done = UploadModel { name: name.clone(), upload_id, chunks, sha256: sha256.clone(), uploaded_at_ms: now_ms() };
-    let change = write(&app, ServingCommand::UploadModel(done)).await?;
-    let body = json!({
-        "name": name,
-        "version": change.version,
-        "default_version": change.default_version,
-        "sha256": sha256,
-        "size_bytes": signature.size_bytes,
-        "inputs": signature.inputs,
-        "outputs": signature.outputs,
-        "index": change.index,
-    });
+    let body = app.upload_model(&name, bytes.to_vec()).await?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+impl AppState {
+    /// Validates an ONNX file by loading it, then stores it as a new version
+    /// of `name` through the log; the caller was authorized.
+    pub async fn upload_model(&self, name: &str, bytes: Vec<u8>) -> Result<Value, ApiError> {
+        check_name(name)?;
+        self.require_leader()?;
+        if self.node.state().read().serving.apps.apps.contains_key(name) {
+            return Err(ApiError::conflict(format!("{name:?} is an app's name; a model needs its own")));
+        }
+        // Loading the model is the validation; it is CPU work, off the runtime.
+        let registry = self.node.executor().registry().clone();
+        let (signature, bytes) = tokio::task::spawn_blocking(move || (registry.validate(&bytes), bytes))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let signature = signature.map_err(|e| ApiError::unprocessable(e.to_string()))?;
+        let sha256 = signature.sha256.clone();
+        tracing::info!(bytes = bytes.len(), %sha256, "model upload validated");
+        // The file travels as chunk entries, then one entry that completes it,
+        // so that no single append is large.
+        let upload_id = rand::random::<u64>();
+        let mut chunks = 0u32;
+        for piece in bytes.chunks(UPLOAD_CHUNK_BYTES) {
+            let chunk = UploadChunk { upload_id, seq: chunks, at_ms: now_ms(), bytes: piece.to_vec() };
+            append(self, ServingCommand::UploadChunk(chunk)).await?;
+            chunks += 1;
+        }
+        let done =
+            UploadModel { name: name.to_string(), upload_id, chunks, sha256: sha256.clone(), uploaded_at_ms: now_ms() };
+        let change = write(self, ServingCommand::UploadModel(done)).await?;
+        Ok(json!({
+            "name": name,
+            "version": change.version,
+            "default_version": change.default_version,
+            "sha256": sha256,
+            "size_bytes": signature.size_bytes,
+            "inputs": signature.inputs,
+            "outputs": signature.outputs,
+            "index": change.index,
+        }))
+    }
+
+    /// Makes `version` the default of `name`.
+    pub async fn set_default_version(&self, name: &str, version: u64) -> Result<ModelChange, ApiError> {
+        write(self, ServingCommand::SetDefault { name: name.to_string(), version }).await
+    }
+
+    /// Deletes a version that is neither the default nor an app's member.
+    pub async fn delete_model_version(&self, name: &str, version: u64) -> Result<ModelChange, ApiError> {
+        write(self, ServingCommand::DeleteVersion { name: name.to_string(), version }).await
+    }
+
+    /// One model as JSON (as `GET /api/models/{name}` shows it).
+    pub fn model_json(&self, name: &str) -> Result<Value, ApiError> {
+        let state = self.node.state().read();
+        let entry = state.serving.catalog.models.get(name).ok_or_else(|| ApiError::not_found(format!("unknown model {name:?}")))?;
+        Ok(entry_json(self, name, entry))
+    }
+
+    /// Every model as JSON.
+    pub fn models_json(&self) -> Vec<Value> {
+        let state = self.node.state().read();
+        state.serving.catalog.models.iter().map(|(n, e)| entry_json(self, n, e)).collect()
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -190,7 +212,7 @@ pub async fn set_default(
     JsonBody(body): JsonBody<DefaultBody>,
 ) -> Result<Json<Value>, ApiError> {
     app.authorize_http(&headers, MODEL_WRITERS)?;
-    let change = write(&app, ServingCommand::SetDefault { name: name.clone(), version: body.version }).await?;
+    let change = app.set_default_version(&name, body.version).await?;
     Ok(Json(json!({"name": name, "default_version": change.default_version, "index": change.index})))
 }
 
@@ -205,7 +227,7 @@ pub async fn delete_version(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     app.authorize_http(&headers, MODEL_WRITERS)?;
-    let change = write(&app, ServingCommand::DeleteVersion { name: name.clone(), version }).await?;
+    let change = app.delete_model_version(&name, version).await?;
     Ok(Json(
         json!({"name": name, "deleted_version": version, "default_version": change.default_version, "index": change.index}),
     ))

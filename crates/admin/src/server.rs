@@ -12,7 +12,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{control, error, grpc, metrics, openapi, predictions, status, v2};
+use crate::{admin_grpc, control, error, grpc, metrics, openapi, predictions, status, v2};
 
 /// HTTP settings of a node.
 #[derive(Debug, Clone)]
@@ -61,7 +61,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     // gRPC shares the HTTP port: see `grpc` for how.
-    let grpc = grpc::router(state.clone());
+    let grpc = grpc::router(state.clone()).merge(admin_grpc::router(state.clone()));
     let (documented, _) = openapi::documented();
     Router::new()
         .route("/", get(status::greeting))

@@ -5,8 +5,10 @@
 //! - [`node_cmd`]: `boat node`, wiring serving, Raft and HTTP into one process.
 //! - [`deploy`]: `boat deploy`, a supervisor for a local cluster.
 //! - [`cluster`]: starting and stopping real node processes (deploy, bench, tests).
-//! - [`commands`]: client subcommands (status, predict, control).
-//! - [`models_cmd`]: `boat models`, the model registry from the command line.
+//! - [`commands`]: `boat control`, failure injection over HTTP.
+//! - [`admin_cmd`]: `boat login|logout|users|datasets|models|apps|predict|status`
+//!   over the gRPC admin service ([`rpc`]: connection, leader following and
+//!   tokens; [`table`]: plain-text tables).
 //! - [`client`]: HTTP client for the cluster's API.
 //! - [`bench`]: `boat bench`, throughput, latency and failover measurements.
 //! - [`bench_serving`]: `boat bench serving`, raw runtime vs one node vs three nodes.
@@ -15,6 +17,7 @@
 //! - [`onnx_builder`]: ONNX files of a chosen size, for benchmarks and tests.
 //! - [`logging`]: tracing set-up.
 
+pub mod admin_cmd;
 pub mod bench;
 pub mod bench_dedup;
 pub mod bench_memory;
@@ -24,6 +27,7 @@ pub mod cluster;
 pub mod commands;
 pub mod deploy;
 pub mod logging;
-pub mod models_cmd;
 pub mod node_cmd;
 pub mod onnx_builder;
+pub mod rpc;
+pub mod table;

@@ -1,8 +1,9 @@
 //! The `boat` binary: parse arguments, set up logging, run the command.
 
 use anyhow::Context;
-use boat::commands::{self, ControlCmd, PredictArgs, Target};
-use boat::{bench, deploy, logging, models_cmd, node_cmd};
+use boat::commands::{self, ControlCmd};
+use boat::rpc::Conn;
+use boat::{admin_cmd, bench, deploy, logging, node_cmd};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -20,21 +21,73 @@ enum Cmd {
     Node(node_cmd::NodeArgs),
     /// Start a local cluster and restart nodes that exit; Ctrl-C stops it.
     Deploy(deploy::DeployArgs),
-    /// Show every node's Raft state.
+    /// Every node's Raft state and one verdict: healthy, degraded or no quorum.
     Status {
         #[command(flatten)]
-        target: Target,
+        conn: Conn,
     },
-    /// Send a prediction to the leader.
-    Predict {
+    /// Log in; the token is saved (mode 0600) for the other commands.
+    Login {
         #[command(flatten)]
-        target: Target,
+        conn: Conn,
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "BOAT_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Token lifetime in seconds (default: 24 hours).
+        #[arg(long, default_value_t = 0)]
+        ttl_seconds: u64,
+    },
+    /// Revoke the saved (or given) token.
+    Logout {
         #[command(flatten)]
-        args: PredictArgs,
+        conn: Conn,
+    },
+    /// Create, list, ban and delete users.
+    Users {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: admin_cmd::UsersCmd,
+    },
+    /// Upload, list, show and delete CSV datasets.
+    Datasets {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: admin_cmd::DatasetsCmd,
     },
     /// Upload, list, roll back and delete models.
-    Models(models_cmd::ModelsArgs),
-    /// Inject a failure into one node.
+    Models {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: admin_cmd::ModelsCmd,
+    },
+    /// Create and manage apps (ensembles of model versions).
+    Apps {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: admin_cmd::AppsCmd,
+    },
+    /// Send a prediction to a model or an app, through the leader.
+    Predict {
+        #[command(flatten)]
+        conn: Conn,
+        /// The input, as JSON (a bare word is taken as a string).
+        input: String,
+        /// Model or app name (the echo model when absent).
+        #[arg(long)]
+        model: Option<String>,
+        /// Pin a model version.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Idempotency key: a retry with the same key returns the first result.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Inject a failure into one node (over HTTP: /control).
     Control {
         /// The node's base URL, e.g. http://127.0.0.1:8082.
         url: String,
@@ -43,6 +96,27 @@ enum Cmd {
     },
     /// Measure throughput, latency and failover on a fresh local cluster.
     Bench(bench::BenchArgs),
+}
+
+/// Runs a client command; a failure is one line (JSON with `--json`) and
+/// exit code 1.
+fn client<F: std::future::Future<Output = anyhow::Result<()>>>(runtime: &tokio::runtime::Runtime, json: bool, f: F) -> ! {
+    logging::init_client();
+    match runtime.block_on(f) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            let reason = match e.downcast_ref::<boat::rpc::RpcError>() {
+                Some(rpc) => rpc.0.message().to_string(),
+                None => format!("{e:#}"),
+            };
+            if json {
+                println!("{}", serde_json::json!({"error": reason}));
+            } else {
+                eprintln!("error: {reason}");
+            }
+            std::process::exit(1)
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,17 +133,26 @@ fn main() -> anyhow::Result<()> {
             logging::init_client();
             runtime.block_on(deploy::run(args))?;
         }
-        Cmd::Status { target } => {
-            logging::init_client();
-            runtime.block_on(commands::status(&target))?;
+        Cmd::Status { conn } => {
+            let json = conn.json;
+            client(&runtime, json, async move {
+                if admin_cmd::status(&conn).await? {
+                    Ok(())
+                } else {
+                    anyhow::bail!("the cluster has no quorum")
+                }
+            })
         }
-        Cmd::Predict { target, args } => {
-            logging::init_client();
-            runtime.block_on(commands::predict(&target, args))?;
+        Cmd::Login { conn, email, password, ttl_seconds } => {
+            client(&runtime, conn.json, admin_cmd::login(&conn, email, password, ttl_seconds))
         }
-        Cmd::Models(args) => {
-            logging::init_client();
-            runtime.block_on(models_cmd::run(args))?;
+        Cmd::Logout { conn } => client(&runtime, conn.json, admin_cmd::logout(&conn)),
+        Cmd::Users { conn, cmd } => client(&runtime, conn.json, admin_cmd::users(&conn, cmd)),
+        Cmd::Datasets { conn, cmd } => client(&runtime, conn.json, admin_cmd::datasets(&conn, cmd)),
+        Cmd::Models { conn, cmd } => client(&runtime, conn.json, admin_cmd::models(&conn, cmd)),
+        Cmd::Apps { conn, cmd } => client(&runtime, conn.json, admin_cmd::apps(&conn, cmd)),
+        Cmd::Predict { conn, input, model, version, key } => {
+            client(&runtime, conn.json, admin_cmd::predict(&conn, input, model, key, version))
         }
         Cmd::Control { url, cmd } => {
             logging::init_client();
