@@ -84,10 +84,6 @@ class Cluster:
         assert created["email"] == email and created["role"] == role, created
         client = Client(self.follower_url)
         client.login(email, PASSWORD)
-        # Server issue: a follower checks the token of a *write* against its
-        # own, possibly lagging, state before redirecting it, so a token
-        # issued a moment ago can get a spurious 401 there. A read (which
-        # passes Boat's read barrier) first makes the follower catch up.
         assert client.me()["email"] == email
         return email, client
 

@@ -70,7 +70,7 @@ pub async fn login(State(app): State<AppState>, JsonBody(req): JsonBody<LoginReq
     responses((status = 200, description = "revoked", body = Done), (status = 401, description = "no valid token", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["ANY"]))))]
 pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Done>, ApiError> {
-    app.authorize_http(&headers, ANYONE)?;
+    app.authorize_write(&headers, ANYONE)?;
     let token = bearer(&headers).unwrap_or_default();
     app.revoke(token).await?;
     Ok(Json(Done { ok: true }))
@@ -105,7 +105,7 @@ pub async fn create_user(
     headers: HeaderMap,
     JsonBody(req): JsonBody<CreateUserRequest>,
 ) -> Result<Response, ApiError> {
-    let who = app.authorize_http(&headers, ADMINS)?;
+    let who = app.authorize_write(&headers, ADMINS)?;
     let user = app.create_user(&who, req).await?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
@@ -116,7 +116,7 @@ pub async fn create_user(
     responses((status = 200, description = "banned", body = UserView), (status = 404, description = "no such user", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
 pub async fn ban_user(State(app): State<AppState>, headers: HeaderMap, Path(user): Path<String>) -> Result<Json<UserView>, ApiError> {
-    let who = app.authorize_http(&headers, ADMINS)?;
+    let who = app.authorize_write(&headers, ADMINS)?;
     app.set_banned(&who, &user, true).await.map(Json)
 }
 
@@ -126,7 +126,7 @@ pub async fn ban_user(State(app): State<AppState>, headers: HeaderMap, Path(user
     responses((status = 200, description = "unbanned", body = UserView), (status = 404, description = "no such user", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
 pub async fn unban_user(State(app): State<AppState>, headers: HeaderMap, Path(user): Path<String>) -> Result<Json<UserView>, ApiError> {
-    let who = app.authorize_http(&headers, ADMINS)?;
+    let who = app.authorize_write(&headers, ADMINS)?;
     app.set_banned(&who, &user, false).await.map(Json)
 }
 
@@ -136,7 +136,7 @@ pub async fn unban_user(State(app): State<AppState>, headers: HeaderMap, Path(us
     responses((status = 200, description = "deleted", body = UserView), (status = 404, description = "no such user", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
 pub async fn delete_user(State(app): State<AppState>, headers: HeaderMap, Path(user): Path<String>) -> Result<Json<UserView>, ApiError> {
-    let who = app.authorize_http(&headers, ADMINS)?;
+    let who = app.authorize_write(&headers, ADMINS)?;
     app.delete_user(&who, &user).await.map(Json)
 }
 
@@ -172,7 +172,7 @@ pub async fn upload_dataset(
     Query(q): Query<UploadDatasetQuery>,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
-    let who = app.authorize_http(req.headers(), APP_WRITERS)?;
+    let who = app.authorize_write(req.headers(), APP_WRITERS)?;
     let task = parse_task(q.task.as_deref())?;
     let bytes = read_body(req.into_body(), app.config.max_model_bytes, "dataset").await?;
     let view = app.upload_dataset(&who, &name, task, q.target, bytes.to_vec()).await?;
@@ -198,7 +198,7 @@ pub async fn show_dataset(
     responses((status = 200, description = "deleted", body = DatasetView), (status = 404, description = "no such dataset", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
 pub async fn delete_dataset(State(app): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<DatasetView>, ApiError> {
-    let who = app.authorize_http(&headers, APP_WRITERS)?;
+    let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.delete_dataset(&who, &name).await.map(Json)
 }
 
@@ -221,7 +221,7 @@ pub async fn create_app(
     headers: HeaderMap,
     JsonBody(req): JsonBody<CreateAppRequest>,
 ) -> Result<Response, ApiError> {
-    let who = app.authorize_http(&headers, APP_WRITERS)?;
+    let who = app.authorize_write(&headers, APP_WRITERS)?;
     let view = app.create_app(&who, req).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -247,7 +247,7 @@ pub async fn set_members(
     Path(name): Path<String>,
     JsonBody(req): JsonBody<SetMembersRequest>,
 ) -> Result<Json<AppView>, ApiError> {
-    let who = app.authorize_http(&headers, APP_WRITERS)?;
+    let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.set_app_members(&who, &name, req.members).await.map(Json)
 }
 
@@ -256,7 +256,7 @@ pub async fn set_members(
     responses((status = 200, description = "running", body = AppView), (status = 404, description = "no such app", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
 pub async fn start_app(State(app): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<AppView>, ApiError> {
-    let who = app.authorize_http(&headers, APP_WRITERS)?;
+    let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.set_app_running(&who, &name, true).await.map(Json)
 }
 
@@ -265,7 +265,7 @@ pub async fn start_app(State(app): State<AppState>, headers: HeaderMap, Path(nam
     responses((status = 200, description = "stopped", body = AppView), (status = 404, description = "no such app", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
 pub async fn stop_app(State(app): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<AppView>, ApiError> {
-    let who = app.authorize_http(&headers, APP_WRITERS)?;
+    let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.set_app_running(&who, &name, false).await.map(Json)
 }
 
@@ -274,7 +274,7 @@ pub async fn stop_app(State(app): State<AppState>, headers: HeaderMap, Path(name
     responses((status = 200, description = "deleted", body = AppView), (status = 404, description = "no such app", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
 pub async fn delete_app(State(app): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<AppView>, ApiError> {
-    let who = app.authorize_http(&headers, APP_WRITERS)?;
+    let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.delete_app(&who, &name).await.map(Json)
 }
 

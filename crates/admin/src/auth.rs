@@ -113,6 +113,14 @@ impl AppState {
         }
     }
 
+    /// For a write: redirects to the leader before looking at the token, so
+    /// that a token (or a name) this follower has not applied yet is judged
+    /// by the leader, which has.
+    pub fn authorize_write(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Principal, ApiError> {
+        self.require_leader()?;
+        self.authorize_http(headers, roles)
+    }
+
     /// [`Self::authorize`] with the token of an HTTP request.
     pub fn authorize_http(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Principal, ApiError> {
         self.authorize(bearer(headers), roles)

@@ -228,6 +228,33 @@ pub async fn leader_location(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Middleware: the framework's own refusals (a path or query parameter
+/// that does not parse, a method a route lacks) are plain text; they are
+/// answered as JSON with an `error` field like every other error.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if !status.is_client_error() || !plain {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&text).trim().to_string();
+    if text.is_empty() {
+        text = status.canonical_reason().unwrap_or("refused").to_lowercase();
+    }
+    let mut fixed = (status, Json(json!({ "error": text }))).into_response();
+    for (k, v) in parts.headers.iter().filter(|(k, _)| *k != header::CONTENT_TYPE && *k != header::CONTENT_LENGTH) {
+        fixed.headers_mut().insert(k.clone(), v.clone());
+    }
+    fixed
+}
+
 /// Unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see GET / for the API")

@@ -116,7 +116,7 @@ pub async fn upload(
     Path(name): Path<String>,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
-    app.authorize_http(req.headers(), MODEL_WRITERS)?;
+    app.authorize_write(req.headers(), MODEL_WRITERS)?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().unwrap_or("").trim() != "application/octet-stream" {
         return Err(ApiError::new(
@@ -211,7 +211,7 @@ pub async fn set_default(
     headers: HeaderMap,
     JsonBody(body): JsonBody<DefaultBody>,
 ) -> Result<Json<Value>, ApiError> {
-    app.authorize_http(&headers, MODEL_WRITERS)?;
+    app.authorize_write(&headers, MODEL_WRITERS)?;
     let change = app.set_default_version(&name, body.version).await?;
     Ok(Json(json!({"name": name, "default_version": change.default_version, "index": change.index})))
 }
@@ -226,7 +226,7 @@ pub async fn delete_version(
     Path((name, version)): Path<(String, u64)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    app.authorize_http(&headers, MODEL_WRITERS)?;
+    app.authorize_write(&headers, MODEL_WRITERS)?;
     let change = app.delete_model_version(&name, version).await?;
     Ok(Json(
         json!({"name": name, "deleted_version": version, "default_version": change.default_version, "index": change.index}),

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(documented)
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::leader_location))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
         .merge(grpc)
 }

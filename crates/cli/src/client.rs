@@ -121,6 +121,23 @@ impl HttpClient {
         Self::finish(req.send().await?).await
     }
 
+    /// A request with a raw body of `content_type` and an optional bearer token.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Reply> {
+        let mut req = self.http.request(method, format!("{base}{path}")).header("content-type", content_type).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::finish(req.send().await?).await
+    }
+
     pub async fn control(&self, base: &str, cmd: &Value) -> anyhow::Result<Reply> {
         self.post_json(base, "/control", cmd).await
     }
