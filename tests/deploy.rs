@@ -103,14 +103,18 @@ async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
         assert!(text(&out_path).contains(&format!("node {node} exited")));
     }
 
-    // reset.sh wipes node 0; it comes back empty and installs a snapshot.
+    // reset.sh takes node 0 out of the cluster, wipes it, and adds it back
+    // as a learner that installs a snapshot and is promoted to voter.
     let reset = std::process::Command::new(workspace().join("reset.sh"))
         .arg("0")
         .env("BOAT_DIR", &cluster_dir)
         .output()
         .unwrap();
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let said = String::from_utf8_lossy(&reset.stdout);
+    assert!(said.contains("removed node 0") && said.contains("is a voter again"), "{said}");
     let log0 = cluster_dir.join("logs/node-0.log");
+    assert!(text(&log0).contains("joining a running cluster"), "node 0 came back as a joiner");
     wait_until("node 0 rejoins from a snapshot", || async { text(&log0).contains("installed snapshot from leader") })
         .await;
     wait_until("all three nodes agree", || async {
@@ -124,6 +128,8 @@ async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
         seen.windows(2).all(|w| w[0] == w[1]) && seen[0].0 > 0
     })
     .await;
+    let voters = client.status(&urls[1]).await.unwrap().voters;
+    assert_eq!(voters, vec![0, 1, 2], "node 0 votes again");
 
     // Ctrl-C stops every node and the supervisor.
     let pid = deploy.id().unwrap() as i32;

@@ -67,8 +67,15 @@ pub struct Sandbox {
 impl Sandbox {
     /// Starts `n` nodes with extra `boat node` arguments.
     pub fn start(n: usize, node_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_founders(n, n, node_args)
+    }
+
+    /// Prepares `n` nodes and starts the first `founders`, which form the
+    /// cluster; the others start later (`restart`) with `--join`.
+    pub fn start_founders(n: usize, founders: usize, node_args: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("boat-test-").tempdir()?;
         let mut spec = ClusterSpec::free_ports(n, dir.path().to_path_buf(), boat_bin())?;
+        spec.founders = founders;
         spec.ort_lib = Some(ort_lib());
         spec.node_args = node_args.iter().map(|s| s.to_string()).collect();
         spec.admin_token_file = Some(boat::cluster::ensure_admin_token(&spec.admin_token_path())?);

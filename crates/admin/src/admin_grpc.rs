@@ -20,6 +20,7 @@ use crate::consistency::Consistency;
 use crate::error::ApiError;
 use crate::inference::{outcome_error, Answer, Call, Inputs, Mode};
 use crate::platform::apps::{AppView, CreateAppRequest, MemberSpec};
+use crate::platform::cluster::{AddNodeRequest, MembersView};
 use crate::platform::datasets::{parse_task, DatasetView};
 use crate::platform::users::{CreateUserRequest, LoginRequest, UserView};
 use crate::predict::{outcome_json, request_key};
@@ -130,6 +131,18 @@ fn app_msg(a: AppView) -> pb::App {
             p50_ms: a.stats.p50_ms.unwrap_or(-1.0),
             p99_ms: a.stats.p99_ms.unwrap_or(-1.0),
         }),
+    }
+}
+
+fn nodes(v: MembersView) -> pb::ClusterNodes {
+    pb::ClusterNodes {
+        leader_id: v.leader_id.unwrap_or(0),
+        has_leader: v.leader_id.is_some(),
+        nodes: v
+            .nodes
+            .into_iter()
+            .map(|n| pb::ClusterNode { id: n.id, raft_addr: n.raft_addr, http_addr: n.http_addr, role: n.role })
+            .collect(),
     }
 }
 
@@ -415,6 +428,37 @@ impl Admin for AdminService {
                 }
                 Answer::Accepted { .. } => Err(ApiError::internal("a waiting prediction was answered as accepted")),
             }
+        };
+        answer(r.await)
+    }
+
+    async fn cluster_members(&self, req: Request<pb::Empty>) -> Answered<pb::ClusterNodes> {
+        let r = async {
+            self.caller(&req, ADMINS).await?;
+            Ok(nodes(self.app.members_view()))
+        };
+        answer(r.await)
+    }
+
+    async fn add_node(&self, req: Request<pb::AddNodeRequest>) -> Answered<pb::ClusterNodes> {
+        let r = async {
+            let who = self.caller(&req, ADMINS).await?;
+            let r = req.into_inner();
+            let add = AddNodeRequest {
+                id: r.id,
+                raft_addr: r.raft_addr,
+                http_addr: r.http_addr,
+                catch_up_seconds: (r.catch_up_seconds != 0).then_some(r.catch_up_seconds),
+            };
+            Ok(nodes(self.app.add_node(&who, add).await?))
+        };
+        answer(r.await)
+    }
+
+    async fn remove_node(&self, req: Request<pb::NodeRef>) -> Answered<pb::ClusterNodes> {
+        let r = async {
+            let who = self.caller(&req, ADMINS).await?;
+            Ok(nodes(self.app.remove_node(&who, req.into_inner().id).await?))
         };
         answer(r.await)
     }

@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::extract::{read_body, JsonBody};
 use crate::inference::{outcome_error, Answer, Call, Inputs};
 use crate::platform::apps::{AppView, CreateAppRequest, SetMembersRequest};
+use crate::platform::cluster::{AddNodeRequest, MembersView};
 use crate::platform::datasets::{parse_task, DatasetView};
 use crate::platform::users::{CreateUserRequest, LoginRequest, LoginResponse, UserView};
 use crate::predict::{accepted, async_mode, outcome_json, request_key};
@@ -321,4 +322,32 @@ pub async fn app_predict(
             None => Ok(Json(outcome_json(&o, app.node.id())).into_response()),
         },
     }
+}
+
+#[utoipa::path(get, path = "/api/cluster", tag = "cluster",
+    description = "The cluster's members (voters and learners) and its leader. Required role: SUPERADMIN or ADMIN.",
+    responses((status = 200, description = "the members", body = MembersView), (status = 403, description = "role too low", body = ErrorBody)),
+    security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
+pub async fn members(State(app): State<AppState>, _: Consistent, headers: HeaderMap) -> Result<Json<MembersView>, ApiError> {
+    app.authorize_http(&headers, ADMINS)?;
+    Ok(Json(app.members_view()))
+}
+
+#[utoipa::path(post, path = "/api/cluster/nodes", tag = "cluster", request_body = AddNodeRequest,
+    description = "Add a node: it joins as a learner, catches up (from a snapshot when the log is purged), then becomes a voter. Start it first with `boat node --join`. Required role: SUPERADMIN or ADMIN.",
+    responses((status = 200, description = "added", body = MembersView), (status = 409, description = "already a voter, or a change in progress", body = ErrorBody),
+              (status = 503, description = "it did not catch up in time", body = ErrorBody)),
+    security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
+pub async fn add_node(State(app): State<AppState>, headers: HeaderMap, JsonBody(req): JsonBody<AddNodeRequest>) -> Result<Json<MembersView>, ApiError> {
+    let who = app.authorize_write(&headers, ADMINS)?;
+    app.add_node(&who, req).await.map(Json)
+}
+
+#[utoipa::path(delete, path = "/api/cluster/nodes/{id}", tag = "cluster", params(("id" = u64, Path, description = "node id")),
+    description = "Remove a node from the cluster (a removed leader steps down). Required role: SUPERADMIN or ADMIN.",
+    responses((status = 200, description = "removed", body = MembersView), (status = 404, description = "not a member", body = ErrorBody)),
+    security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
+pub async fn remove_node(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<u64>) -> Result<Json<MembersView>, ApiError> {
+    let who = app.authorize_write(&headers, ADMINS)?;
+    app.remove_node(&who, id).await.map(Json)
 }

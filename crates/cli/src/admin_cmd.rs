@@ -101,6 +101,28 @@ pub enum AppsCmd {
     Delete { name: String },
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterCmd {
+    /// List the members (voters and learners) and the leader.
+    Members,
+    /// Add a node started with `boat node --join`: it joins as a learner,
+    /// catches up, then becomes a voter.
+    Add {
+        id: u64,
+        /// The node's Raft address (host:port).
+        raft_addr: String,
+        /// The node's HTTP address (host:port).
+        http_addr: String,
+        /// Seconds it may take to catch up.
+        #[arg(long, default_value_t = 120)]
+        catch_up_s: u64,
+    },
+    /// Remove a node (a removed leader steps down).
+    Remove { id: u64 },
+    /// Hand leadership to another voter. Not offered: see the message.
+    TransferLeader { id: u64 },
+}
+
 /// Prints `value` as JSON, or the table `table` renders.
 fn show<T: Serialize>(conn: &Conn, value: &T, table: impl FnOnce(&T) -> String) {
     if conn.json {
@@ -591,4 +613,40 @@ fn verdict(seen: &[(String, Option<boat_raft::NodeStatus>, String)], leader_appl
         reasons.dedup();
         ("degraded", Some(reasons.join("; ")))
     }
+}
+
+fn cluster_table(c: &pb::ClusterNodes) -> String {
+    let rows = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let leader = c.has_leader && c.leader_id == n.id;
+            vec![n.id.to_string(), n.role.clone(), if leader { "*" } else { "" }.into(), n.raft_addr.clone(), n.http_addr.clone()]
+        })
+        .collect::<Vec<_>>();
+    render(&["ID", "ROLE", "LEADER", "RAFT", "HTTP"], &rows)
+}
+
+pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
+    let nodes = match cmd {
+        ClusterCmd::Members => conn.call(|mut c, r| async move { c.cluster_members(with_body(r, pb::Empty {})).await }).await?,
+        ClusterCmd::Add { id, raft_addr, http_addr, catch_up_s } => {
+            // The call waits for the catch-up.
+            let conn = Conn { timeout_s: conn.timeout_s.max(catch_up_s + 15), ..conn.clone() };
+            conn.call(|mut c, r| {
+                let body = pb::AddNodeRequest { id, raft_addr: raft_addr.clone(), http_addr: http_addr.clone(), catch_up_seconds: catch_up_s };
+                async move { c.add_node(with_body(r, body)).await }
+            })
+            .await?
+        }
+        ClusterCmd::Remove { id } => {
+            conn.call(|mut c, r| async move { c.remove_node(with_body(r, pb::NodeRef { id })).await }).await?
+        }
+        ClusterCmd::TransferLeader { id } => anyhow::bail!(
+            "leader transfer to node {id} is not available: openraft 0.9 has no leader transfer; \
+             `boat cluster remove` on the leader makes it step down, and `boat control URL exit` on it forces an election"
+        ),
+    };
+    show(conn, &nodes, cluster_table);
+    Ok(())
 }

@@ -33,6 +33,12 @@ pub struct ClusterSpec {
     /// Copy node output to this process's stderr, each line prefixed with
     /// the node id (otherwise only the node log files get it).
     pub inherit_output: bool,
+    /// How many of the nodes found the cluster (all by default); the others
+    /// start with `--join` and wait for `boat cluster add`.
+    pub founders: usize,
+    /// Founders that restart with `--join` (wiped after they were removed,
+    /// to be added back as learners).
+    pub rejoin: std::collections::BTreeSet<usize>,
 }
 
 /// A loopback address of its own for one cluster: 127.x.y.z picked at
@@ -46,6 +52,7 @@ fn private_loopback() -> std::net::Ipv4Addr {
 impl ClusterSpec {
     /// Nodes at the given addresses, with default options.
     pub fn with_addrs(dir: PathBuf, boat_bin: PathBuf, http: Vec<SocketAddr>, raft: Vec<SocketAddr>) -> Self {
+        let founders = http.len();
         Self {
             dir,
             boat_bin,
@@ -55,6 +62,8 @@ impl ClusterSpec {
             node_args: Vec::new(),
             admin_token_file: None,
             inherit_output: false,
+            founders,
+            rejoin: Default::default(),
         }
     }
 
@@ -134,8 +143,12 @@ impl ClusterSpec {
             .arg(self.node_dir(i))
             .arg("--log-dir")
             .arg(self.log_dir());
-        for j in 0..self.len() {
+        // A founder knows the founders; a joiner knows them and itself.
+        for j in (0..self.founders.min(self.len())).chain((i >= self.founders).then_some(i)) {
             cmd.arg("--member").arg(format!("{j}={}/{}", self.raft[j], self.http[j]));
+        }
+        if i >= self.founders || self.rejoin.contains(&i) {
+            cmd.arg("--join");
         }
         if let Some(lib) = &self.ort_lib {
             cmd.arg("--ort-lib").arg(lib);
@@ -183,12 +196,14 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts every node.
+    /// Starts the founding nodes (every node, unless the spec says fewer);
+    /// the others are started later with [`Self::start_node`].
     pub fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&spec.dir).with_context(|| format!("creating {}", spec.dir.display()))?;
         let n = spec.len();
+        let founders = spec.founders.min(n);
         let mut cluster = Self { spec, children: (0..n).map(|_| None).collect(), client: HttpClient::new()? };
-        for i in 0..n {
+        for i in 0..founders {
             cluster.start_node(i)?;
         }
         Ok(cluster)

@@ -110,6 +110,15 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
             }
             let due = slot.next_start.is_none_or(|t| Instant::now() >= t);
             if due {
+                // A node whose data is gone (reset.sh) was removed from the
+                // cluster first: it comes back empty, as a joiner, and
+                // reset.sh adds it as a learner and promotes it.
+                let wiped = !cluster.spec.node_dir(i).join("raft.sled").exists();
+                if wiped && cluster.spec.dir.join(format!("node-{i}.rejoin")).exists() {
+                    cluster.spec.rejoin.insert(i);
+                } else {
+                    cluster.spec.rejoin.remove(&i);
+                }
                 match cluster.start_node(i) {
                     Ok(()) => eprintln!("boat: node {i} started (pid {})", cluster.pid(i).unwrap_or(0)),
                     Err(e) => eprintln!("boat: node {i} failed to start: {e:#}"),

@@ -71,6 +71,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: admin_cmd::AppsCmd,
     },
+    /// Add and remove nodes.
+    Cluster {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: admin_cmd::ClusterCmd,
+    },
     /// Send a prediction to a model or an app, through the leader.
     Predict {
         #[command(flatten)]
@@ -151,6 +158,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Datasets { conn, cmd } => client(&runtime, conn.json, admin_cmd::datasets(&conn, cmd)),
         Cmd::Models { conn, cmd } => client(&runtime, conn.json, admin_cmd::models(&conn, cmd)),
         Cmd::Apps { conn, cmd } => client(&runtime, conn.json, admin_cmd::apps(&conn, cmd)),
+        Cmd::Cluster { conn, cmd } => client(&runtime, conn.json, admin_cmd::cluster(&conn, cmd)),
         Cmd::Predict { conn, input, model, version, key } => {
             client(&runtime, conn.json, admin_cmd::predict(&conn, input, model, key, version))
         }

@@ -27,6 +27,10 @@ pub struct NodeArgs {
     /// A cluster member as ID=RAFT_ADDR/HTTP_ADDR, once per member (this node included).
     #[arg(long = "member", required = true)]
     pub members: Vec<String>,
+    /// Join a running cluster: an empty node waits for `boat cluster add`
+    /// instead of founding a cluster with the --member list.
+    #[arg(long)]
+    pub join: bool,
     /// Directory for this node's Raft log, snapshots and state.
     #[arg(long)]
     pub data_dir: PathBuf,
@@ -166,6 +170,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
             keep_after_snapshot: args.keep_after_snapshot,
         },
         checkpoint_every: Duration::from_millis(args.checkpoint_ms.max(1)),
+        join: args.join,
     };
     let domains = Domains {
         executor,

@@ -13,7 +13,8 @@
 //! - [`network`]: the tonic transport, the read-index client, fault injection.
 //! - [`commit`]: tells a proposer when its entry commits.
 //! - [`node`]: start-up, writes, status; [`reads`]: linearizable reads;
-//!   [`leader`]: tasks that run only while this node leads; [`quorum`]: a
+//!   [`leader`]: tasks that run only while this node leads; [`membership`]:
+//!   adding (learner, then voter) and removing nodes; [`quorum`]: a
 //!   leader that lost its majority stops taking writes.
 //! - `background`: leader checkpoints and Raft metrics.
 //!
@@ -35,6 +36,7 @@ pub mod domains;
 mod fixtures;
 pub mod format;
 pub mod leader;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod payload;
@@ -57,6 +59,7 @@ pub use domains::platform::{
 pub use domains::serving::app_predict::MEMBERS_OUTPUT;
 pub use domains::serving::{App, AppMember, AppPredictBatch, Apps};
 pub use domains::{Command, CommandResult, Domains, Refusal, RefusalKind};
+pub use membership::{Members, MembershipError};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};
 pub use reads::ReadError;

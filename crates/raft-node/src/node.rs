@@ -69,6 +69,9 @@ pub struct NodeConfig {
     pub tuning: RaftTuning,
     /// How often the leader proposes a checkpoint of its digest.
     pub checkpoint_every: Duration,
+    /// Join a running cluster instead of founding one: an empty node does
+    /// not propose `members` and waits for the leader to add it.
+    pub join: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +157,9 @@ pub struct NodeStatus {
     pub purged_index: Option<u64>,
     pub log_entries: usize,
     pub members: Vec<MemberStatus>,
+    /// Ids of the members that vote (the others are learners).
+    #[serde(default)]
+    pub voters: Vec<NodeId>,
     /// The state digest at `last_applied`: a running SHA-256 over every
     /// domain's results (see `domains::integrity`).
     pub state_digest: String,
@@ -269,7 +275,10 @@ impl RaftNode {
             }
         });
 
-        if !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized && cfg.join {
+            tracing::info!("empty node joining a running cluster: waiting for the leader to add it");
+        } else if !initialized {
             // Every node of a fresh cluster proposes the same membership at
             // log index 0; openraft treats identical proposals as one. A node
             // whose data was wiped does the same and then follows the leader,
@@ -403,6 +412,7 @@ impl RaftNode {
             purged_index: m.purged.map(|l| l.index),
             log_entries: held_entries(m.last_log_index, m.purged.map(|l| l.index)),
             members,
+            voters: membership.voter_ids().collect(),
             state_digest: digest,
             predictions_run,
             idempotency_records: records,

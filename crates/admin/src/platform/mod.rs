@@ -9,9 +9,11 @@
 //!
 //! - [`users`]: login, tokens, users and the bootstrap superadmin;
 //! - [`datasets`]: CSV uploads ([`csv_check`] validates them);
-//! - [`apps`]: ensembles of model versions.
+//! - [`apps`]: ensembles of model versions;
+//! - [`cluster`]: adding and removing nodes.
 
 pub mod apps;
+pub mod cluster;
 pub mod csv_check;
 pub mod datasets;
 pub mod users;
