@@ -72,7 +72,9 @@ async fn nodes_join_leave_and_rejoin_while_the_cluster_serves() {
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     // A fourth node joins: a learner first, a voter once caught up (from a
-    // snapshot: the log was purged by then).
+    // snapshot: the log is purged by then).
+    let leader = sb.wait_for_leader().await.unwrap();
+    sb.wait_for_status(leader, "a purged log", |s| s.purged_index.is_some_and(|p| p > 0)).await.unwrap();
     sb.restart(3).unwrap();
     let (raft, http) = (sb.cluster.spec.raft.clone(), sb.cluster.spec.http.clone());
     let add = |id: usize| json!({"id": id, "raft_addr": raft[id].to_string(), "http_addr": http[id].to_string()});

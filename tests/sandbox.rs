@@ -62,6 +62,7 @@ pub fn model_path(file: &str) -> PathBuf {
 pub struct Sandbox {
     pub cluster: LocalCluster,
     dir: Option<tempfile::TempDir>,
+    bootstrapped: std::sync::atomic::AtomicBool,
 }
 
 impl Sandbox {
@@ -80,7 +81,7 @@ impl Sandbox {
         spec.node_args = node_args.iter().map(|s| s.to_string()).collect();
         spec.admin_token_file = Some(boat::cluster::ensure_admin_token(&spec.admin_token_path())?);
         let cluster = LocalCluster::start(spec)?;
-        Ok(Self { cluster, dir: Some(dir) })
+        Ok(Self { cluster, dir: Some(dir), bootstrapped: Default::default() })
     }
 
     /// The cluster's admin bearer token.
@@ -118,8 +119,30 @@ impl Sandbox {
         self.client().status(&self.url(i)).await
     }
 
+    /// Waits for a leader. The first time, also waits until the first
+    /// leader has created the bootstrap superadmin, so that its entry never
+    /// lands in the middle of what a test measures.
     pub async fn wait_for_leader(&self) -> anyhow::Result<usize> {
-        self.cluster.wait_for_leader(PATIENCE).await
+        let leader = self.cluster.wait_for_leader(PATIENCE).await?;
+        if !self.bootstrapped.load(std::sync::atomic::Ordering::Relaxed) {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let token = self.token();
+                let me = self.client().send_json(boat::client::Method::GET, &self.url(leader), "/api/users/me", None, Some(&token)).await;
+                if me.is_ok_and(|r| r.status == 200) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("the bootstrap superadmin was not created within {PATIENCE:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.bootstrapped.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Let every node apply it too.
+            self.wait_for_convergence().await?;
+            return self.cluster.wait_for_leader(PATIENCE).await;
+        }
+        Ok(leader)
     }
 
     /// Polls until `check` holds for node `i`'s status.

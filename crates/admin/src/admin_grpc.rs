@@ -65,6 +65,14 @@ impl AdminService {
         self.app.authorize(bearer(&headers), roles)
     }
 
+    /// Authorizes the caller of a write: on a follower the answer is the
+    /// leader's address, before the token is looked at (the leader has
+    /// applied every token it issued; a follower may lag).
+    fn writer<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<crate::auth::Principal, ApiError> {
+        self.app.require_leader()?;
+        self.app.authorize(bearer(&headers_of(req)), roles)
+    }
+
     /// The read barrier alone, for reads open to everyone.
     async fn barrier<T>(&self, req: &Request<T>) -> Result<(), ApiError> {
         self.app.read_barrier(Consistency::from_request(None, &headers_of(req))?).await
@@ -188,7 +196,7 @@ impl Admin for AdminService {
 
     async fn logout(&self, req: Request<pb::Empty>) -> Answered<pb::Empty> {
         let r = async {
-            self.caller(&req, ANYONE).await?;
+            self.writer(&req, ANYONE)?;
             let headers = headers_of(&req);
             self.app.revoke(bearer(&headers).unwrap_or_default()).await?;
             Ok(pb::Empty {})
@@ -206,7 +214,7 @@ impl Admin for AdminService {
 
     async fn create_user(&self, req: Request<pb::CreateUserRequest>) -> Answered<pb::User> {
         let r = async {
-            let who = self.caller(&req, ADMINS).await?;
+            let who = self.writer(&req, ADMINS)?;
             let r = req.into_inner();
             let view = self.app.create_user(&who, CreateUserRequest { email: r.email, password: r.password, role: r.role }).await?;
             Ok(user(view))
@@ -224,7 +232,7 @@ impl Admin for AdminService {
 
     async fn set_banned(&self, req: Request<pb::SetBannedRequest>) -> Answered<pb::User> {
         let r = async {
-            let who = self.caller(&req, ADMINS).await?;
+            let who = self.writer(&req, ADMINS)?;
             let r = req.into_inner();
             Ok(user(self.app.set_banned(&who, &r.user, r.banned).await?))
         };
@@ -233,7 +241,7 @@ impl Admin for AdminService {
 
     async fn delete_user(&self, req: Request<pb::UserRef>) -> Answered<pb::User> {
         let r = async {
-            let who = self.caller(&req, ADMINS).await?;
+            let who = self.writer(&req, ADMINS)?;
             Ok(user(self.app.delete_user(&who, &req.into_inner().user).await?))
         };
         answer(r.await)
@@ -241,7 +249,7 @@ impl Admin for AdminService {
 
     async fn upload_dataset(&self, req: Request<Streaming<pb::DatasetChunk>>) -> Answered<pb::Dataset> {
         let r = async {
-            let who = self.caller(&req, APP_WRITERS).await?;
+            let who = self.writer(&req, APP_WRITERS)?;
             let (first, bytes) = self.collect(req.into_inner(), |m: &mut pb::DatasetChunk| std::mem::take(&mut m.data)).await?;
             let first = first.ok_or_else(|| ApiError::bad_request("an empty upload stream"))?;
             let task = parse_task(Some(first.task.as_str()))?;
@@ -269,7 +277,7 @@ impl Admin for AdminService {
 
     async fn delete_dataset(&self, req: Request<pb::NameRef>) -> Answered<pb::Dataset> {
         let r = async {
-            let who = self.caller(&req, APP_WRITERS).await?;
+            let who = self.writer(&req, APP_WRITERS)?;
             Ok(dataset(self.app.delete_dataset(&who, &req.into_inner().name).await?))
         };
         answer(r.await)
@@ -277,7 +285,7 @@ impl Admin for AdminService {
 
     async fn upload_model(&self, req: Request<Streaming<pb::ModelChunk>>) -> Answered<pb::ModelVersion> {
         let r = async {
-            self.caller(&req, MODEL_WRITERS).await?;
+            self.writer(&req, MODEL_WRITERS)?;
             let (first, bytes) = self.collect(req.into_inner(), |m: &mut pb::ModelChunk| std::mem::take(&mut m.data)).await?;
             let first = first.ok_or_else(|| ApiError::bad_request("an empty upload stream"))?;
             let up = self.app.upload_model(&first.name, bytes).await?;
@@ -315,7 +323,7 @@ impl Admin for AdminService {
 
     async fn set_default_version(&self, req: Request<pb::VersionRef>) -> Answered<pb::Model> {
         let r = async {
-            self.caller(&req, MODEL_WRITERS).await?;
+            self.writer(&req, MODEL_WRITERS)?;
             let r = req.into_inner();
             self.app.set_default_version(&r.name, r.version).await?;
             Ok(model(&self.app.model_json(&r.name)?))
@@ -325,7 +333,7 @@ impl Admin for AdminService {
 
     async fn delete_version(&self, req: Request<pb::VersionRef>) -> Answered<pb::Model> {
         let r = async {
-            self.caller(&req, MODEL_WRITERS).await?;
+            self.writer(&req, MODEL_WRITERS)?;
             let r = req.into_inner();
             self.app.delete_model_version(&r.name, r.version).await?;
             Ok(model(&self.app.model_json(&r.name)?))
@@ -335,7 +343,7 @@ impl Admin for AdminService {
 
     async fn create_app(&self, req: Request<pb::CreateAppRequest>) -> Answered<pb::App> {
         let r = async {
-            let who = self.caller(&req, APP_WRITERS).await?;
+            let who = self.writer(&req, APP_WRITERS)?;
             let r = req.into_inner();
             let rule = (!r.rule.is_empty()).then_some(r.rule);
             let create = CreateAppRequest { name: r.name, members: members(r.members), rule, requires_token: r.requires_token };
@@ -363,7 +371,7 @@ impl Admin for AdminService {
 
     async fn set_app_members(&self, req: Request<pb::SetAppMembersRequest>) -> Answered<pb::App> {
         let r = async {
-            let who = self.caller(&req, APP_WRITERS).await?;
+            let who = self.writer(&req, APP_WRITERS)?;
             let r = req.into_inner();
             Ok(app_msg(self.app.set_app_members(&who, &r.name, members(r.members)).await?))
         };
@@ -372,7 +380,7 @@ impl Admin for AdminService {
 
     async fn start_app(&self, req: Request<pb::NameRef>) -> Answered<pb::App> {
         let r = async {
-            let who = self.caller(&req, APP_WRITERS).await?;
+            let who = self.writer(&req, APP_WRITERS)?;
             Ok(app_msg(self.app.set_app_running(&who, &req.into_inner().name, true).await?))
         };
         answer(r.await)
@@ -380,7 +388,7 @@ impl Admin for AdminService {
 
     async fn stop_app(&self, req: Request<pb::NameRef>) -> Answered<pb::App> {
         let r = async {
-            let who = self.caller(&req, APP_WRITERS).await?;
+            let who = self.writer(&req, APP_WRITERS)?;
             Ok(app_msg(self.app.set_app_running(&who, &req.into_inner().name, false).await?))
         };
         answer(r.await)
@@ -388,7 +396,7 @@ impl Admin for AdminService {
 
     async fn delete_app(&self, req: Request<pb::NameRef>) -> Answered<pb::App> {
         let r = async {
-            let who = self.caller(&req, APP_WRITERS).await?;
+            let who = self.writer(&req, APP_WRITERS)?;
             Ok(app_msg(self.app.delete_app(&who, &req.into_inner().name).await?))
         };
         answer(r.await)
@@ -442,7 +450,7 @@ impl Admin for AdminService {
 
     async fn add_node(&self, req: Request<pb::AddNodeRequest>) -> Answered<pb::ClusterNodes> {
         let r = async {
-            let who = self.caller(&req, ADMINS).await?;
+            let who = self.writer(&req, ADMINS)?;
             let r = req.into_inner();
             let add = AddNodeRequest {
                 id: r.id,
@@ -457,7 +465,7 @@ impl Admin for AdminService {
 
     async fn remove_node(&self, req: Request<pb::NodeRef>) -> Answered<pb::ClusterNodes> {
         let r = async {
-            let who = self.caller(&req, ADMINS).await?;
+            let who = self.writer(&req, ADMINS)?;
             Ok(nodes(self.app.remove_node(&who, req.into_inner().id).await?))
         };
         answer(r.await)

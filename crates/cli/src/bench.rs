@@ -13,6 +13,7 @@
 //! - `reads`: one client reading model metadata, linearizable and stale, on
 //!   the leader and on a follower, rounds interleaved.
 //! - `dedup`: full load, then every key again (`bench_dedup`).
+//! - `admin`: admin calls over gRPC and REST side by side (`bench_admin`).
 //!
 //! Every loop is bounded by time and by count, and stops by itself.
 
@@ -45,6 +46,8 @@ pub enum BenchKind {
     Reads(ReadsArgs),
     /// Full load for a while, then every key again: does the dedup window hold?
     Dedup(crate::bench_dedup::DedupArgs),
+    /// The same admin calls over gRPC and REST, side by side.
+    Admin(crate::bench_admin::AdminArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -113,6 +116,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Memory(a) => crate::bench_memory::run(a).await,
         BenchKind::Reads(a) => reads(a).await,
         BenchKind::Dedup(a) => crate::bench_dedup::run(a).await,
+        BenchKind::Admin(a) => crate::bench_admin::run(a).await,
     }
 }
 

@@ -14,11 +14,13 @@
 //! - [`bench_serving`]: `boat bench serving`, raw runtime vs one node vs three nodes.
 //! - [`bench_memory`]: `boat bench memory`, node memory with large models loaded.
 //! - [`bench_dedup`]: `boat bench dedup`, the dedup window at full load.
+//! - [`bench_admin`]: `boat bench admin`, admin calls over gRPC and REST.
 //! - [`onnx_builder`]: ONNX files of a chosen size, for benchmarks and tests.
 //! - [`logging`]: tracing set-up.
 
 pub mod admin_cmd;
 pub mod bench;
+pub mod bench_admin;
 pub mod bench_dedup;
 pub mod bench_memory;
 pub mod bench_serving;
