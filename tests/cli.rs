@@ -24,7 +24,12 @@ fn stdout_json(out: &Output) -> Value {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -64,8 +69,12 @@ async fn client_commands_find_the_leader_and_manage_the_platform() {
     assert!(stdout_json(&out)["error"].as_str().unwrap().contains("token is invalid"));
 
     // The superadmin (the admin token) creates one user per role.
-    for (email, role) in [("md@example.org", "MODEL_DEVELOPER"), ("dev@example.org", "APP_DEVELOPER"), ("user@example.org", "APP_USER")] {
-        let out = boat(vec!["users", "--token-file", admin, "create", email, "--role", role, "--password", "pass-word-1"]).await;
+    for (email, role) in
+        [("md@example.org", "MODEL_DEVELOPER"), ("dev@example.org", "APP_DEVELOPER"), ("user@example.org", "APP_USER")]
+    {
+        let out =
+            boat(vec!["users", "--token-file", admin, "create", email, "--role", role, "--password", "pass-word-1"])
+                .await;
         let table = ok(&out);
         assert!(table.contains(email) && table.contains(role), "{table}");
     }

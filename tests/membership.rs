@@ -48,7 +48,8 @@ async fn change(sb: &Sandbox, method: Method, path: &str, body: Option<Value>) -
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let r = sb.client().send_json(method.clone(), &sb.url(leader), path, body.as_ref(), Some(&token)).await.unwrap();
+        let r =
+            sb.client().send_json(method.clone(), &sb.url(leader), path, body.as_ref(), Some(&token)).await.unwrap();
         if r.status == 200 {
             return r.body;
         }
@@ -60,7 +61,12 @@ async fn change(sb: &Sandbox, method: Method, path: &str, body: Option<Value>) -
 }
 
 fn roles(members: &Value) -> Vec<(u64, String)> {
-    members["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_u64().unwrap(), n["role"].as_str().unwrap().to_string())).collect()
+    members["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_u64().unwrap(), n["role"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +85,10 @@ async fn nodes_join_leave_and_rejoin_while_the_cluster_serves() {
     let (raft, http) = (sb.cluster.spec.raft.clone(), sb.cluster.spec.http.clone());
     let add = |id: usize| json!({"id": id, "raft_addr": raft[id].to_string(), "http_addr": http[id].to_string()});
     let members = change(&sb, Method::POST, "/api/cluster/nodes", Some(add(3))).await;
-    assert_eq!(roles(&members), vec![(0, "voter".into()), (1, "voter".into()), (2, "voter".into()), (3, "voter".into())]);
+    assert_eq!(
+        roles(&members),
+        vec![(0, "voter".into()), (1, "voter".into()), (2, "voter".into()), (3, "voter".into())]
+    );
     sb.wait_for_log(3, "installed snapshot from leader").await.unwrap();
 
     // A voter leaves.

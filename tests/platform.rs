@@ -59,10 +59,17 @@ async fn every_route_group_allows_its_roles_and_refuses_the_rest() {
         tokens.push(user_with_role(&sb, leader, &format!("{}@example.org", role.to_lowercase()), role).await);
     }
     // (group, method, path, body, allowed roles)
-    let groups: Vec<(&str, Method, String, Option<Value>, &[&str])> = vec![
+    type Group<'a> = (&'a str, Method, String, Option<Value>, &'a [&'a str]);
+    let groups: Vec<Group> = vec![
         ("whoami", Method::GET, "/api/users/me".into(), None, &roles),
         ("users read", Method::GET, "/api/users".into(), None, &["SUPERADMIN", "ADMIN"]),
-        ("models write", Method::POST, "/api/models/echo/default".into(), Some(json!({"version": 1})), &["SUPERADMIN", "ADMIN", "MODEL_DEVELOPER"]),
+        (
+            "models write",
+            Method::POST,
+            "/api/models/echo/default".into(),
+            Some(json!({"version": 1})),
+            &["SUPERADMIN", "ADMIN", "MODEL_DEVELOPER"],
+        ),
         ("datasets read", Method::GET, "/api/datasets".into(), None, &["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]),
         ("apps read", Method::GET, "/api/apps".into(), None, &["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]),
     ];
@@ -108,11 +115,15 @@ async fn every_route_group_allows_its_roles_and_refuses_the_rest() {
     let dev = &tokens[3];
     let other_dev = user_with_role(&sb, leader, "dev2@example.org", "APP_DEVELOPER").await;
     let mine = api(&sb, leader, Method::GET, "/api/datasets", None, Some(dev)).await;
-    let names: Vec<&str> = mine.body["datasets"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        mine.body["datasets"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["d-app-developer"]);
     let theirs = api(&sb, leader, Method::GET, "/api/datasets", None, Some(&other_dev)).await;
     assert!(theirs.body["datasets"].as_array().unwrap().is_empty(), "{}", theirs.text);
-    assert_eq!(api(&sb, leader, Method::GET, "/api/datasets/d-app-developer", None, Some(&other_dev)).await.status, 404);
+    assert_eq!(
+        api(&sb, leader, Method::GET, "/api/datasets/d-app-developer", None, Some(&other_dev)).await.status,
+        404
+    );
     assert_eq!(api(&sb, leader, Method::DELETE, "/api/apps/a-app-developer", None, Some(&other_dev)).await.status, 404);
     let all = api(&sb, leader, Method::GET, "/api/datasets", None, Some(adm)).await;
     assert_eq!(all.body["datasets"].as_array().unwrap().len(), 3, "{}", all.text);
@@ -120,10 +131,29 @@ async fn every_route_group_allows_its_roles_and_refuses_the_rest() {
     // The OpenAPI document lists every route group with its roles.
     let doc = api(&sb, others(leader)[0], Method::GET, "/api/openapi.json", None, None).await;
     assert_eq!(doc.status, 200);
-    for path in ["/api/tokens", "/api/users", "/api/datasets/{name}", "/api/apps/{name}/members", "/apps/{app}/predict", "/api/models/{name}", "/predict"] {
+    for path in [
+        "/api/tokens",
+        "/api/users",
+        "/api/datasets/{name}",
+        "/api/apps/{name}/members",
+        "/apps/{app}/predict",
+        "/api/models/{name}",
+        "/predict",
+    ] {
         assert!(doc.body["paths"][path].is_object(), "{path} is documented");
     }
     assert_eq!(doc.body["paths"]["/api/users"]["get"]["x-required-roles"], json!(["SUPERADMIN", "ADMIN"]));
+    // Every operation declares its roles (an empty list: open to anyone).
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(op["x-required-roles"].is_array(), "{method} {path} declares its roles");
+        }
+    }
+    for path in
+        ["/v2/models/{name}/infer", "/status", "/control", "/predictions/{id}", "/metrics", "/api/cluster/nodes"]
+    {
+        assert!(doc.body["paths"][path].is_object(), "{path} is documented");
+    }
 
     let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
     secrets.push(PASSWORD);
@@ -144,16 +174,48 @@ async fn tokens_expire_are_revoked_and_die_with_a_ban() {
     assert!(me.body.get("password_hash").is_none());
 
     // A login on a follower is redirected to the leader.
-    let r = api(&sb, follower, Method::POST, "/api/tokens", Some(json!({"email": "u@example.org", "password": PASSWORD})), None).await;
+    let r = api(
+        &sb,
+        follower,
+        Method::POST,
+        "/api/tokens",
+        Some(json!({"email": "u@example.org", "password": PASSWORD})),
+        None,
+    )
+    .await;
     assert_eq!(r.status, 307, "{}", r.text);
-    let wrong = api(&sb, leader, Method::POST, "/api/tokens", Some(json!({"email": "u@example.org", "password": "nope"})), None).await;
+    let wrong = api(
+        &sb,
+        leader,
+        Method::POST,
+        "/api/tokens",
+        Some(json!({"email": "u@example.org", "password": "nope"})),
+        None,
+    )
+    .await;
     assert_eq!(wrong.status, 401);
-    let unknown = api(&sb, leader, Method::POST, "/api/tokens", Some(json!({"email": "x@example.org", "password": "nope"})), None).await;
+    let unknown = api(
+        &sb,
+        leader,
+        Method::POST,
+        "/api/tokens",
+        Some(json!({"email": "x@example.org", "password": "nope"})),
+        None,
+    )
+    .await;
     assert_eq!(unknown.status, 401);
     assert_eq!(wrong.body["error"], unknown.body["error"], "the answer does not say which emails exist");
 
     // Expiry.
-    let r = api(&sb, leader, Method::POST, "/api/tokens", Some(json!({"email": "u@example.org", "password": PASSWORD, "ttl_seconds": 1})), None).await;
+    let r = api(
+        &sb,
+        leader,
+        Method::POST,
+        "/api/tokens",
+        Some(json!({"email": "u@example.org", "password": PASSWORD, "ttl_seconds": 1})),
+        None,
+    )
+    .await;
     let short = r.body["token"].as_str().unwrap().to_string();
     assert_eq!(api(&sb, leader, Method::GET, "/api/users/me", None, Some(&short)).await.status, 200);
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -170,7 +232,15 @@ async fn tokens_expire_are_revoked_and_die_with_a_ban() {
     let admin = sb.token();
     assert_eq!(api(&sb, leader, Method::POST, "/api/users/u@example.org/ban", None, Some(&admin)).await.status, 200);
     assert_eq!(api(&sb, follower, Method::GET, "/api/users/me", None, Some(&token)).await.status, 401);
-    let r = api(&sb, leader, Method::POST, "/api/tokens", Some(json!({"email": "u@example.org", "password": PASSWORD})), None).await;
+    let r = api(
+        &sb,
+        leader,
+        Method::POST,
+        "/api/tokens",
+        Some(json!({"email": "u@example.org", "password": PASSWORD})),
+        None,
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(api(&sb, leader, Method::POST, "/api/users/u@example.org/unban", None, Some(&admin)).await.status, 200);
     let again = login(&sb, leader, "u@example.org", PASSWORD).await;
@@ -234,7 +304,12 @@ async fn malformed_datasets_are_refused_and_the_shipped_ones_upload() {
     let mut c = AdminClient::connect(sb.url(follower)).await.unwrap();
     let upload = |name: &str| {
         let chunks = vec![
-            pb::DatasetChunk { name: name.into(), task: "classification".into(), target: String::new(), data: b"f,label\n".to_vec() },
+            pb::DatasetChunk {
+                name: name.into(),
+                task: "classification".into(),
+                target: String::new(),
+                data: b"f,label\n".to_vec(),
+            },
             pb::DatasetChunk { data: b"1.5,cat\n2.5,dog\n3.5,cat\n".to_vec(), ..Default::default() },
         ];
         let mut req = tonic::Request::new(futures::stream::iter(chunks));
@@ -284,7 +359,9 @@ async fn app_ensembles_agree_with_values_computed_independently() {
     assert_eq!(r.status, 409, "an app cannot take a model's name: {}", r.text);
     let r = api(&sb, leader, Method::POST, "/api/apps", Some(create("x", "median", both.clone())), Some(&dev)).await;
     assert_eq!(r.status, 422);
-    let r = api(&sb, leader, Method::POST, "/api/apps", Some(create("x", "first", json!([{"model": "nope"}]))), Some(&dev)).await;
+    let r =
+        api(&sb, leader, Method::POST, "/api/apps", Some(create("x", "first", json!([{"model": "nope"}]))), Some(&dev))
+            .await;
     assert_eq!(r.status, 404);
 
     let exp = expected();
@@ -319,7 +396,10 @@ async fn app_ensembles_agree_with_values_computed_independently() {
     let probs = r.body["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "probabilities").unwrap();
     let want = mean_probabilities(&exp, 2);
     assert!((probs["data"][1].as_f64().unwrap() - want[1]).abs() < 1e-6, "{}", r.text);
-    let mut g = boat_admin::grpc::pb::grpc_inference_service_client::GrpcInferenceServiceClient::connect(sb.url(leader)).await.unwrap();
+    let mut g =
+        boat_admin::grpc::pb::grpc_inference_service_client::GrpcInferenceServiceClient::connect(sb.url(leader))
+            .await
+            .unwrap();
     let input = boat_admin::grpc::pb::model_infer_request::InferInputTensor {
         name: "input".into(),
         datatype: "FP32".into(),
@@ -331,7 +411,11 @@ async fn app_ensembles_agree_with_values_computed_independently() {
         ..Default::default()
     };
     let reply = g
-        .model_infer(boat_admin::grpc::pb::ModelInferRequest { model_name: "vote".into(), inputs: vec![input], ..Default::default() })
+        .model_infer(boat_admin::grpc::pb::ModelInferRequest {
+            model_name: "vote".into(),
+            inputs: vec![input],
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -386,7 +470,8 @@ async fn replacing_a_member_under_load_switches_at_one_index() {
                 while Instant::now() < until && n < 2000 {
                     n += 1;
                     let body = json!({"input": [[5.1, 3.5, 1.4, 0.2]], "id": format!("c{c}-{n}")});
-                    let r = client.send_json(Method::POST, &url, "/apps/switch/predict", Some(&body), None).await.unwrap();
+                    let r =
+                        client.send_json(Method::POST, &url, "/apps/switch/predict", Some(&body), None).await.unwrap();
                     assert_eq!(r.status, 200, "{}", r.text);
                     let old = r.body["output"].get("probabilities").is_some();
                     seen.push((r.body["index"].as_u64().unwrap(), old, r.body["version"].as_u64().unwrap()));
@@ -448,7 +533,8 @@ async fn a_linearizable_read_after_failover_sees_every_acknowledged_write() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!(users.status, 200, "{}", users.text);
-        let listed: Vec<&str> = users.body["users"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap()).collect();
+        let listed: Vec<&str> =
+            users.body["users"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap()).collect();
         for e in &emails {
             assert!(listed.contains(&e.as_str()), "node {i} lists {e}: {listed:?}");
         }

@@ -128,7 +128,10 @@ impl Sandbox {
             let deadline = Instant::now() + PATIENCE;
             loop {
                 let token = self.token();
-                let me = self.client().send_json(boat::client::Method::GET, &self.url(leader), "/api/users/me", None, Some(&token)).await;
+                let me = self
+                    .client()
+                    .send_json(boat::client::Method::GET, &self.url(leader), "/api/users/me", None, Some(&token))
+                    .await;
                 if me.is_ok_and(|r| r.status == 200) {
                     break;
                 }

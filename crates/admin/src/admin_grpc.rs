@@ -88,11 +88,16 @@ impl AdminService {
         let limit = self.app.config.max_model_bytes;
         let mut first = None;
         let mut bytes = Vec::new();
-        while let Some(msg) = stream.message().await.map_err(|s| ApiError::bad_request(format!("upload stream: {}", s.message())))? {
+        while let Some(msg) =
+            stream.message().await.map_err(|s| ApiError::bad_request(format!("upload stream: {}", s.message())))?
+        {
             let mut msg = msg;
             bytes.extend(split(&mut msg));
             if bytes.len() > limit {
-                return Err(ApiError::new(crate::ErrorKind::PayloadTooLarge, format!("the upload is larger than {limit} bytes")));
+                return Err(ApiError::new(
+                    crate::ErrorKind::PayloadTooLarge,
+                    format!("the upload is larger than {limit} bytes"),
+                ));
             }
             if first.is_none() {
                 first = Some(msg);
@@ -189,9 +194,12 @@ impl Admin for AdminService {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Answered<pb::LoginReply> {
         let r = req.into_inner();
         let ttl_seconds = (r.ttl_seconds != 0).then_some(r.ttl_seconds);
-        answer(self.app.login(LoginRequest { email: r.email, password: r.password, ttl_seconds }).await.map(|l| {
-            pb::LoginReply { token: l.token, expires_at_ms: l.expires_at_ms, user: Some(user(l.user)) }
-        }))
+        answer(
+            self.app
+                .login(LoginRequest { email: r.email, password: r.password, ttl_seconds })
+                .await
+                .map(|l| pb::LoginReply { token: l.token, expires_at_ms: l.expires_at_ms, user: Some(user(l.user)) }),
+        )
     }
 
     async fn logout(&self, req: Request<pb::Empty>) -> Answered<pb::Empty> {
@@ -216,7 +224,10 @@ impl Admin for AdminService {
         let r = async {
             let who = self.writer(&req, ADMINS)?;
             let r = req.into_inner();
-            let view = self.app.create_user(&who, CreateUserRequest { email: r.email, password: r.password, role: r.role }).await?;
+            let view = self
+                .app
+                .create_user(&who, CreateUserRequest { email: r.email, password: r.password, role: r.role })
+                .await?;
             Ok(user(view))
         };
         answer(r.await)
@@ -250,7 +261,8 @@ impl Admin for AdminService {
     async fn upload_dataset(&self, req: Request<Streaming<pb::DatasetChunk>>) -> Answered<pb::Dataset> {
         let r = async {
             let who = self.writer(&req, APP_WRITERS)?;
-            let (first, bytes) = self.collect(req.into_inner(), |m: &mut pb::DatasetChunk| std::mem::take(&mut m.data)).await?;
+            let (first, bytes) =
+                self.collect(req.into_inner(), |m: &mut pb::DatasetChunk| std::mem::take(&mut m.data)).await?;
             let first = first.ok_or_else(|| ApiError::bad_request("an empty upload stream"))?;
             let task = parse_task(Some(first.task.as_str()))?;
             let target = (!first.target.is_empty()).then_some(first.target);
@@ -286,7 +298,8 @@ impl Admin for AdminService {
     async fn upload_model(&self, req: Request<Streaming<pb::ModelChunk>>) -> Answered<pb::ModelVersion> {
         let r = async {
             self.writer(&req, MODEL_WRITERS)?;
-            let (first, bytes) = self.collect(req.into_inner(), |m: &mut pb::ModelChunk| std::mem::take(&mut m.data)).await?;
+            let (first, bytes) =
+                self.collect(req.into_inner(), |m: &mut pb::ModelChunk| std::mem::take(&mut m.data)).await?;
             let first = first.ok_or_else(|| ApiError::bad_request("an empty upload stream"))?;
             let up = self.app.upload_model(&first.name, bytes).await?;
             let u = |k: &str| up.get(k).and_then(Value::as_u64).unwrap_or(0);
@@ -346,7 +359,8 @@ impl Admin for AdminService {
             let who = self.writer(&req, APP_WRITERS)?;
             let r = req.into_inner();
             let rule = (!r.rule.is_empty()).then_some(r.rule);
-            let create = CreateAppRequest { name: r.name, members: members(r.members), rule, requires_token: r.requires_token };
+            let create =
+                CreateAppRequest { name: r.name, members: members(r.members), rule, requires_token: r.requires_token };
             Ok(app_msg(self.app.create_app(&who, create).await?))
         };
         answer(r.await)
@@ -467,6 +481,35 @@ impl Admin for AdminService {
         let r = async {
             let who = self.writer(&req, ADMINS)?;
             Ok(nodes(self.app.remove_node(&who, req.into_inner().id).await?))
+        };
+        answer(r.await)
+    }
+
+    async fn control(&self, req: Request<pb::ControlRequest>) -> Answered<pb::ControlReply> {
+        let r = async {
+            // Without the caller's address the loopback rule cannot apply:
+            // the token decides.
+            let peer = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0)
+                .or_else(|| req.remote_addr())
+                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            crate::auth::require_control(&self.app, peer, &headers_of(&req))?;
+            use crate::control::ControlCommand as C;
+            let r = req.into_inner();
+            let cmd = match r.cmd.as_str() {
+                "exit" => C::Exit,
+                "crash" => C::Crash,
+                "partition" => {
+                    C::Partition { peers: r.peers, duration_ms: (r.duration_ms != 0).then_some(r.duration_ms) }
+                }
+                "heal" => C::Heal,
+                "delay" => C::Delay { ms: r.ms },
+                "diverge" => C::Diverge,
+                other => return Err(ApiError::unprocessable(format!("unknown control command {other:?}"))),
+            };
+            Ok(pb::ControlReply { result_json: self.app.control(cmd)?.to_string() })
         };
         answer(r.await)
     }

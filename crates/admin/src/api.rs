@@ -62,7 +62,10 @@ pub struct Done {
               (status = 401, description = "wrong email or password", body = ErrorBody),
               (status = 307, description = "not the leader; Location names it")),
     extensions(("x-required-roles" = json!([]))))]
-pub async fn login(State(app): State<AppState>, JsonBody(req): JsonBody<LoginRequest>) -> Result<Json<LoginResponse>, ApiError> {
+pub async fn login(
+    State(app): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
     app.login(req).await.map(Json)
 }
 
@@ -91,7 +94,11 @@ pub async fn me(State(app): State<AppState>, _: Consistent, headers: HeaderMap) 
     responses((status = 200, description = "the users", body = UserList), (status = 401, description = "no valid token", body = ErrorBody),
               (status = 403, description = "role too low", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
-pub async fn list_users(State(app): State<AppState>, _: Consistent, headers: HeaderMap) -> Result<Json<UserList>, ApiError> {
+pub async fn list_users(
+    State(app): State<AppState>,
+    _: Consistent,
+    headers: HeaderMap,
+) -> Result<Json<UserList>, ApiError> {
     app.authorize_http(&headers, ADMINS)?;
     Ok(Json(UserList { users: app.list_users() }))
 }
@@ -116,7 +123,11 @@ pub async fn create_user(
     description = "Ban a user and revoke their tokens. Required role: SUPERADMIN or ADMIN (only the superadmin bans admins; nobody bans themselves).",
     responses((status = 200, description = "banned", body = UserView), (status = 404, description = "no such user", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
-pub async fn ban_user(State(app): State<AppState>, headers: HeaderMap, Path(user): Path<String>) -> Result<Json<UserView>, ApiError> {
+pub async fn ban_user(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
     let who = app.authorize_write(&headers, ADMINS)?;
     app.set_banned(&who, &user, true).await.map(Json)
 }
@@ -126,7 +137,11 @@ pub async fn ban_user(State(app): State<AppState>, headers: HeaderMap, Path(user
     description = "Lift a ban. Required role: SUPERADMIN or ADMIN.",
     responses((status = 200, description = "unbanned", body = UserView), (status = 404, description = "no such user", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
-pub async fn unban_user(State(app): State<AppState>, headers: HeaderMap, Path(user): Path<String>) -> Result<Json<UserView>, ApiError> {
+pub async fn unban_user(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
     let who = app.authorize_write(&headers, ADMINS)?;
     app.set_banned(&who, &user, false).await.map(Json)
 }
@@ -136,7 +151,11 @@ pub async fn unban_user(State(app): State<AppState>, headers: HeaderMap, Path(us
     description = "Delete a user and their tokens. Required role: SUPERADMIN or ADMIN.",
     responses((status = 200, description = "deleted", body = UserView), (status = 404, description = "no such user", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
-pub async fn delete_user(State(app): State<AppState>, headers: HeaderMap, Path(user): Path<String>) -> Result<Json<UserView>, ApiError> {
+pub async fn delete_user(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
     let who = app.authorize_write(&headers, ADMINS)?;
     app.delete_user(&who, &user).await.map(Json)
 }
@@ -145,7 +164,11 @@ pub async fn delete_user(State(app): State<AppState>, headers: HeaderMap, Path(u
     description = "Datasets the caller may see (admins: all; others: their own). Required role: SUPERADMIN, ADMIN or APP_DEVELOPER.",
     responses((status = 200, description = "the datasets", body = DatasetList), (status = 403, description = "role too low", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
-pub async fn list_datasets(State(app): State<AppState>, _: Consistent, headers: HeaderMap) -> Result<Json<DatasetList>, ApiError> {
+pub async fn list_datasets(
+    State(app): State<AppState>,
+    _: Consistent,
+    headers: HeaderMap,
+) -> Result<Json<DatasetList>, ApiError> {
     let who = app.authorize_http(&headers, APP_WRITERS)?;
     Ok(Json(DatasetList { datasets: app.list_datasets(&who) }))
 }
@@ -198,7 +221,11 @@ pub async fn show_dataset(
     description = "Delete a dataset. Required role: SUPERADMIN, ADMIN or APP_DEVELOPER (owner).",
     responses((status = 200, description = "deleted", body = DatasetView), (status = 404, description = "no such dataset", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
-pub async fn delete_dataset(State(app): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<DatasetView>, ApiError> {
+pub async fn delete_dataset(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<DatasetView>, ApiError> {
     let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.delete_dataset(&who, &name).await.map(Json)
 }
@@ -207,7 +234,11 @@ pub async fn delete_dataset(State(app): State<AppState>, headers: HeaderMap, Pat
     description = "Apps the caller may see. Required role: SUPERADMIN, ADMIN or APP_DEVELOPER.",
     responses((status = 200, description = "the apps", body = AppList), (status = 403, description = "role too low", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
-pub async fn list_apps(State(app): State<AppState>, _: Consistent, headers: HeaderMap) -> Result<Json<AppList>, ApiError> {
+pub async fn list_apps(
+    State(app): State<AppState>,
+    _: Consistent,
+    headers: HeaderMap,
+) -> Result<Json<AppList>, ApiError> {
     let who = app.authorize_http(&headers, APP_WRITERS)?;
     Ok(Json(AppList { apps: app.list_apps(&who) }))
 }
@@ -231,7 +262,12 @@ pub async fn create_app(
     description = "An app: members, rule, status, request counts and latency on this node. Required role: SUPERADMIN, ADMIN or APP_DEVELOPER (owner).",
     responses((status = 200, description = "the app", body = AppView), (status = 404, description = "no such app", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
-pub async fn show_app(State(app): State<AppState>, _: Consistent, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<AppView>, ApiError> {
+pub async fn show_app(
+    State(app): State<AppState>,
+    _: Consistent,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
     let who = app.authorize_http(&headers, APP_WRITERS)?;
     let found = app.find_app(&who, &name)?;
     Ok(Json(app.app_view(&found)))
@@ -256,7 +292,11 @@ pub async fn set_members(
     description = "Start serving an app. Required role: SUPERADMIN, ADMIN or APP_DEVELOPER (owner).",
     responses((status = 200, description = "running", body = AppView), (status = 404, description = "no such app", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
-pub async fn start_app(State(app): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<AppView>, ApiError> {
+pub async fn start_app(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
     let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.set_app_running(&who, &name, true).await.map(Json)
 }
@@ -265,7 +305,11 @@ pub async fn start_app(State(app): State<AppState>, headers: HeaderMap, Path(nam
     description = "Stop serving an app (predictions get 409). Required role: SUPERADMIN, ADMIN or APP_DEVELOPER (owner).",
     responses((status = 200, description = "stopped", body = AppView), (status = 404, description = "no such app", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
-pub async fn stop_app(State(app): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<AppView>, ApiError> {
+pub async fn stop_app(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
     let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.set_app_running(&who, &name, false).await.map(Json)
 }
@@ -274,7 +318,11 @@ pub async fn stop_app(State(app): State<AppState>, headers: HeaderMap, Path(name
     description = "Delete an app. Required role: SUPERADMIN, ADMIN or APP_DEVELOPER (owner).",
     responses((status = 200, description = "deleted", body = AppView), (status = 404, description = "no such app", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
-pub async fn delete_app(State(app): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Json<AppView>, ApiError> {
+pub async fn delete_app(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
     let who = app.authorize_write(&headers, APP_WRITERS)?;
     app.delete_app(&who, &name).await.map(Json)
 }
@@ -328,7 +376,11 @@ pub async fn app_predict(
     description = "The cluster's members (voters and learners) and its leader. Required role: SUPERADMIN or ADMIN.",
     responses((status = 200, description = "the members", body = MembersView), (status = 403, description = "role too low", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
-pub async fn members(State(app): State<AppState>, _: Consistent, headers: HeaderMap) -> Result<Json<MembersView>, ApiError> {
+pub async fn members(
+    State(app): State<AppState>,
+    _: Consistent,
+    headers: HeaderMap,
+) -> Result<Json<MembersView>, ApiError> {
     app.authorize_http(&headers, ADMINS)?;
     Ok(Json(app.members_view()))
 }
@@ -338,7 +390,11 @@ pub async fn members(State(app): State<AppState>, _: Consistent, headers: Header
     responses((status = 200, description = "added", body = MembersView), (status = 409, description = "already a voter, or a change in progress", body = ErrorBody),
               (status = 503, description = "it did not catch up in time", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
-pub async fn add_node(State(app): State<AppState>, headers: HeaderMap, JsonBody(req): JsonBody<AddNodeRequest>) -> Result<Json<MembersView>, ApiError> {
+pub async fn add_node(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<AddNodeRequest>,
+) -> Result<Json<MembersView>, ApiError> {
     let who = app.authorize_write(&headers, ADMINS)?;
     app.add_node(&who, req).await.map(Json)
 }
@@ -347,7 +403,11 @@ pub async fn add_node(State(app): State<AppState>, headers: HeaderMap, JsonBody(
     description = "Remove a node from the cluster (a removed leader steps down). Required role: SUPERADMIN or ADMIN.",
     responses((status = 200, description = "removed", body = MembersView), (status = 404, description = "not a member", body = ErrorBody)),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
-pub async fn remove_node(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<u64>) -> Result<Json<MembersView>, ApiError> {
+pub async fn remove_node(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<MembersView>, ApiError> {
     let who = app.authorize_write(&headers, ADMINS)?;
     app.remove_node(&who, id).await.map(Json)
 }

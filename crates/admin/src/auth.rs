@@ -81,7 +81,8 @@ impl AppState {
     /// Resolves a bearer token to its user. Reads the local state: call it
     /// after the read barrier when the token may be brand new.
     pub fn authenticate(&self, token: Option<&str>) -> Result<Principal, ApiError> {
-        let token = token.ok_or_else(|| ApiError::unauthenticated("missing Authorization: Bearer <token>; log in first"))?;
+        let token =
+            token.ok_or_else(|| ApiError::unauthenticated("missing Authorization: Bearer <token>; log in first"))?;
         if let Some(admin) = self.config.admin_token.as_deref() {
             if same_secret(token.as_bytes(), admin.as_bytes()) {
                 let state = self.node.state().read();
@@ -108,8 +109,12 @@ impl AppState {
             Ok(who)
         } else {
             let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ApiError::forbidden(format!("this needs one of the roles {}; you are {}", allowed.join(", "), who.role))
-                .with("required_roles", allowed))
+            Err(ApiError::forbidden(format!(
+                "this needs one of the roles {}; you are {}",
+                allowed.join(", "),
+                who.role
+            ))
+            .with("required_roles", allowed))
         }
     }
 

@@ -12,8 +12,9 @@
 //!   different output; the leader's next checkpoint reports it.
 //!
 //! Access: while the node listens on a loopback address, loopback callers
-//! may use it freely. Otherwise every call needs `Authorization: Bearer
-//! <admin token>`.
+//! may use it freely. Otherwise every call needs the bearer token of a
+//! SUPERADMIN or ADMIN. The gRPC admin service's Control RPC carries out
+//! the same commands under the same rule.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub enum ControlCommand {
 }
 
 #[tracing::instrument(skip_all, fields(%peer))]
+#[utoipa::path(post, path = "/control", tag = "node", request_body(content = Object, description = "{\"cmd\": \"exit\" | \"crash\" | \"partition\" | \"heal\" | \"delay\" | \"diverge\", ...}"), description = "Failure injection on this node. Required role: none for loopback callers while the node listens on loopback; otherwise SUPERADMIN or ADMIN.", responses((status = 200, description = "done"), (status = 401, description = "no valid token", body = crate::api::ErrorBody), (status = 403, description = "role too low", body = crate::api::ErrorBody)), security((), ("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
 pub async fn control(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -56,53 +58,61 @@ pub async fn control(
     AnyJson(cmd): AnyJson<ControlCommand>,
 ) -> Result<Json<Value>, ApiError> {
     require_control(&app, peer, &headers)?;
-    let node = &app.node;
-    let faults = node.faults();
-    tracing::warn!(?cmd, "control command");
-    let answer = match cmd {
-        ControlCommand::Exit => {
-            // Graceful: the HTTP server finishes this response, then the
-            // node shuts down and the process exits.
-            app.request_exit();
-            json!({"ok": true, "cmd": "exit", "node_id": node.id()})
-        }
-        ControlCommand::Crash => {
-            tokio::spawn(async {
-                // Give the response a moment to leave the socket, then die
-                // without running any destructor or flushing anything.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                std::process::abort();
-            });
-            json!({"ok": true, "cmd": "crash", "node_id": node.id()})
-        }
-        ControlCommand::Partition { peers, duration_ms } => {
-            if peers.is_empty() {
-                return Err(ApiError::unprocessable("partition needs a non-empty \"peers\" list of node ids"));
+    app.control(cmd).map(Json)
+}
+
+impl AppState {
+    /// Carries out a control command; the caller was allowed to send it.
+    pub fn control(&self, cmd: ControlCommand) -> Result<Value, ApiError> {
+        let app = self;
+        let node = &app.node;
+        let faults = node.faults();
+        tracing::warn!(?cmd, "control command");
+        let answer = match cmd {
+            ControlCommand::Exit => {
+                // Graceful: the HTTP server finishes this response, then the
+                // node shuts down and the process exits.
+                app.request_exit();
+                json!({"ok": true, "cmd": "exit", "node_id": node.id()})
             }
-            let known: Vec<u64> = node.status().members.iter().map(|m| m.id).collect();
-            if let Some(p) = peers.iter().find(|p| !known.contains(p) || **p == node.id()) {
-                return Err(ApiError::unprocessable(format!(
-                    "peer {p} is not another member of this cluster (members: {known:?})"
-                )));
+            ControlCommand::Crash => {
+                tokio::spawn(async {
+                    // Give the response a moment to leave the socket, then die
+                    // without running any destructor or flushing anything.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    std::process::abort();
+                });
+                json!({"ok": true, "cmd": "crash", "node_id": node.id()})
             }
-            let ms = duration_ms.unwrap_or(DEFAULT_PARTITION_MS);
-            faults.partition(&peers, Duration::from_millis(ms));
-            json!({"ok": true, "cmd": "partition", "peers": peers, "duration_ms": ms, "faults": faults.report()})
-        }
-        ControlCommand::Heal => {
-            faults.heal();
-            json!({"ok": true, "cmd": "heal", "faults": faults.report()})
-        }
-        ControlCommand::Diverge => {
-            node.state().inject_divergence();
-            json!({"ok": true, "cmd": "diverge", "node_id": node.id()})
-        }
-        ControlCommand::Delay { ms } => {
-            faults.set_delay(Duration::from_millis(ms));
-            json!({"ok": true, "cmd": "delay", "faults": faults.report()})
-        }
-    };
-    Ok(Json(answer))
+            ControlCommand::Partition { peers, duration_ms } => {
+                if peers.is_empty() {
+                    return Err(ApiError::unprocessable("partition needs a non-empty \"peers\" list of node ids"));
+                }
+                let known: Vec<u64> = node.status().members.iter().map(|m| m.id).collect();
+                if let Some(p) = peers.iter().find(|p| !known.contains(p) || **p == node.id()) {
+                    return Err(ApiError::unprocessable(format!(
+                        "peer {p} is not another member of this cluster (members: {known:?})"
+                    )));
+                }
+                let ms = duration_ms.unwrap_or(DEFAULT_PARTITION_MS);
+                faults.partition(&peers, Duration::from_millis(ms));
+                json!({"ok": true, "cmd": "partition", "peers": peers, "duration_ms": ms, "faults": faults.report()})
+            }
+            ControlCommand::Heal => {
+                faults.heal();
+                json!({"ok": true, "cmd": "heal", "faults": faults.report()})
+            }
+            ControlCommand::Diverge => {
+                node.state().inject_divergence();
+                json!({"ok": true, "cmd": "diverge", "node_id": node.id()})
+            }
+            ControlCommand::Delay { ms } => {
+                faults.set_delay(Duration::from_millis(ms));
+                json!({"ok": true, "cmd": "delay", "faults": faults.report()})
+            }
+        };
+        Ok(answer)
+    }
 }
 
 #[cfg(test)]

@@ -171,7 +171,9 @@ impl AppState {
         let Call { model, version, inputs, outputs, key, mode, token } = call;
         let app = node.state().read().serving.apps.apps.get(&model).cloned();
         let (inputs, submit): (Vec<Tensor>, Target) = match app {
-            Some(app) => (self.validate_app_call(&app, version, token.as_deref(), inputs).await?, Target::App(app.name)),
+            Some(app) => {
+                (self.validate_app_call(&app, version, token.as_deref(), inputs).await?, Target::App(app.name))
+            }
             None => {
                 let resolved = node.state().read().serving.catalog.resolve(&model, version);
                 let pinned = resolved.map_err(|m| ApiError::not_found(m).with("model", model.clone()))?;
@@ -266,7 +268,9 @@ impl AppState {
         let tensors = self.validate_inputs(&first.model, first.version, inputs, None).await?;
         let registry = self.node.executor().registry();
         for m in &app.members[1..] {
-            registry.check(&m.model, m.version, tensors.clone()).map_err(|e| serving_error(e).with("member", m.to_string()))?;
+            registry
+                .check(&m.model, m.version, tensors.clone())
+                .map_err(|e| serving_error(e).with("member", m.to_string()))?;
         }
         Ok(tensors)
     }

@@ -48,6 +48,7 @@ fn describe() {
     );
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "node", description = "Prometheus metrics. Required role: none.", responses((status = 200, description = "metrics", content_type = "text/plain")), extensions(("x-required-roles" = json!([]))))]
 pub async fn render(State(app): State<AppState>) -> Response {
     match &app.metrics {
         Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),

@@ -18,8 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boat_raft::catalog::ModelEntry;
 use boat_raft::{
-    Command, CommandResult, ModelChange, ServingCommand, ServingResult, UploadChunk, UploadModel,
-    UPLOAD_CHUNK_BYTES,
+    Command, CommandResult, ModelChange, ServingCommand, ServingResult, UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -183,7 +182,12 @@ impl AppState {
     /// One model as JSON (as `GET /api/models/{name}` shows it).
     pub fn model_json(&self, name: &str) -> Result<Value, ApiError> {
         let state = self.node.state().read();
-        let entry = state.serving.catalog.models.get(name).ok_or_else(|| ApiError::not_found(format!("unknown model {name:?}")))?;
+        let entry = state
+            .serving
+            .catalog
+            .models
+            .get(name)
+            .ok_or_else(|| ApiError::not_found(format!("unknown model {name:?}")))?;
         Ok(entry_json(self, name, entry))
     }
 

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document of the REST API, served at `/api/openapi.json`.
 //!
-//! The documented routes are registered through utoipa's `OpenApiRouter`,
+//! Every HTTP route is registered here, through utoipa's `OpenApiRouter`,
 //! so a route cannot be served without being documented, nor documented
 //! without being served. Each operation names the roles it needs in its
 //! description and in `x-required-roles`.
@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::server::AppState;
-use crate::{api, models, predict};
+use crate::{api, control, metrics, models, predict, predictions, status, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,7 +28,10 @@ struct BearerScheme;
 impl Modify for BearerScheme {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let components = api.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -58,6 +61,20 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(models::set_default))
         .routes(routes!(models::delete_version))
         .routes(routes!(predict::predict))
+        .routes(routes!(predictions::get))
+        .routes(routes!(status::greeting))
+        .routes(routes!(status::status))
+        .routes(routes!(metrics::render))
+        .routes(routes!(control::control))
+        .routes(routes!(v2::server_metadata))
+        .routes(routes!(v2::live))
+        .routes(routes!(v2::ready))
+        .routes(routes!(v2::model_metadata))
+        .routes(routes!(v2::model_ready))
+        .routes(routes!(v2::infer))
+        .routes(routes!(v2::version_metadata))
+        .routes(routes!(v2::version_ready))
+        .routes(routes!(v2::version_infer))
         .split_for_parts();
     let served = doc.clone();
     let router = router.route("/api/openapi.json", get(move || async move { Json(served) }));

@@ -16,6 +16,7 @@ use crate::server::AppState;
 
 /// A linearizable read by default: once a request was answered (200 or
 /// 202) by any node, its record is found on every node.
+#[utoipa::path(get, path = "/predictions/{id}", tag = "predict", params(("id" = String, Path, description = "request id or idempotency key")), description = "A stored result (linearizable unless ?consistency=stale). Required role: none.", responses((status = 200, description = "done or failed"), (status = 202, description = "pending (stale reads only)"), (status = 404, description = "unknown or expired", body = crate::api::ErrorBody)), extensions(("x-required-roles" = json!([]))))]
 pub async fn get(State(app): State<AppState>, _: Consistent, Path(id): Path<String>) -> Result<Response, ApiError> {
     let found = app.node.prediction(&id);
     if let Some(outcome) = found {

@@ -5,14 +5,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::{get, post};
 use axum::Router;
 use boat_raft::{Batcher, RaftNode};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{admin_grpc, control, error, grpc, metrics, openapi, predictions, status, v2};
+use crate::{admin_grpc, error, grpc, openapi};
 
 /// HTTP settings of a node.
 #[derive(Debug, Clone)]
@@ -64,20 +63,6 @@ pub fn router(state: AppState) -> Router {
     let grpc = grpc::router(state.clone()).merge(admin_grpc::router(state.clone()));
     let (documented, _) = openapi::documented();
     Router::new()
-        .route("/", get(status::greeting))
-        .route("/status", get(status::status))
-        .route("/metrics", get(metrics::render))
-        .route("/predictions/{id}", get(predictions::get))
-        .route("/control", post(control::control))
-        .route("/v2", get(v2::server_metadata))
-        .route("/v2/health/live", get(v2::live))
-        .route("/v2/health/ready", get(v2::ready))
-        .route("/v2/models/{name}", get(v2::model_metadata))
-        .route("/v2/models/{name}/ready", get(v2::model_ready))
-        .route("/v2/models/{name}/infer", post(v2::infer))
-        .route("/v2/models/{name}/versions/{version}", get(v2::version_metadata))
-        .route("/v2/models/{name}/versions/{version}/ready", get(v2::version_ready))
-        .route("/v2/models/{name}/versions/{version}/infer", post(v2::version_infer))
         .merge(documented)
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::leader_location))
@@ -96,7 +81,9 @@ fn spawn_bootstrap(state: &AppState) {
             while !cancel.is_cancelled() {
                 match app.bootstrap_superadmin().await {
                     Ok(()) => return,
-                    Err(e) => tracing::warn!(error = %e.message, "cannot create the bootstrap superadmin yet; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "cannot create the bootstrap superadmin yet; retrying")
+                    }
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,

@@ -6,6 +6,7 @@ use boat_raft::NodeStatus;
 
 use crate::server::AppState;
 
+#[utoipa::path(get, path = "/", tag = "node", description = "A plain-text greeting naming the node, its role and the leader. Required role: none.", responses((status = 200, description = "greeting", content_type = "text/plain")), extensions(("x-required-roles" = json!([]))))]
 pub async fn greeting(State(app): State<AppState>) -> String {
     let s = app.node.status();
     let role = if s.is_leader { "the leader".to_string() } else { format!("a {}", s.state.to_lowercase()) };
@@ -24,6 +25,7 @@ pub async fn greeting(State(app): State<AppState>) -> String {
     )
 }
 
+#[utoipa::path(get, path = "/status", tag = "node", description = "This node's Raft state: role, term, indexes, members, voters, state digest, divergence, faults (always local). Required role: none.", responses((status = 200, description = "status")), extensions(("x-required-roles" = json!([]))))]
 pub async fn status(State(app): State<AppState>) -> Json<NodeStatus> {
     Json(app.node.status())
 }

@@ -28,15 +28,18 @@ use crate::predict::{accepted, async_mode, request_key};
 use crate::server::AppState;
 use crate::service::{SERVER_EXTENSIONS, SERVER_NAME};
 
+#[utoipa::path(get, path = "/v2", tag = "open inference protocol", description = "Server metadata (name, version, extensions). Required role: none.", responses((status = 200, description = "metadata")), extensions(("x-required-roles" = json!([]))))]
 pub async fn server_metadata() -> Json<Value> {
     Json(json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": SERVER_EXTENSIONS}))
 }
 
+#[utoipa::path(get, path = "/v2/health/live", tag = "open inference protocol", description = "Liveness. Required role: none.", responses((status = 200, description = "live")), extensions(("x-required-roles" = json!([]))))]
 pub async fn live() -> Json<Value> {
     Json(json!({"live": true}))
 }
 
 /// Ready when a leader is known and this replica has not diverged (local).
+#[utoipa::path(get, path = "/v2/health/ready", tag = "open inference protocol", description = "Readiness: a leader is known and this replica has not diverged. Required role: none.", responses((status = 200, description = "ready"), (status = 503, description = "not ready", body = crate::api::ErrorBody)), extensions(("x-required-roles" = json!([]))))]
 pub async fn ready(State(app): State<AppState>) -> Response {
     match app.server_ready() {
         Ok(()) => Json(json!({"ready": true})).into_response(),
@@ -49,6 +52,7 @@ pub fn parse_version(v: &str) -> Result<u64, ApiError> {
     v.parse().map_err(|_| ApiError::not_found(format!("version {v:?} is not a number")))
 }
 
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "open inference protocol", params(("name" = String, Path, description = "model or app")), description = "Model metadata (linearizable unless ?consistency=stale). Required role: none.", responses((status = 200, description = "metadata"), (status = 404, description = "unknown model", body = crate::api::ErrorBody)), extensions(("x-required-roles" = json!([]))))]
 pub async fn model_metadata(
     State(app): State<AppState>,
     _: Consistent,
@@ -57,6 +61,7 @@ pub async fn model_metadata(
     app.model_metadata(&name, None).map(Json)
 }
 
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "open inference protocol", params(("name" = String, Path, description = "model"), ("version" = String, Path, description = "version")), description = "Metadata of one version. Required role: none.", responses((status = 200, description = "metadata"), (status = 404, description = "unknown model or version", body = crate::api::ErrorBody)), extensions(("x-required-roles" = json!([]))))]
 pub async fn version_metadata(
     State(app): State<AppState>,
     _: Consistent,
@@ -65,6 +70,7 @@ pub async fn version_metadata(
     app.model_metadata(&name, Some(parse_version(&version)?)).map(Json)
 }
 
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "open inference protocol", params(("name" = String, Path, description = "model")), description = "Whether the model can serve. Required role: none.", responses((status = 200, description = "ready"), (status = 404, description = "unknown model", body = crate::api::ErrorBody)), extensions(("x-required-roles" = json!([]))))]
 pub async fn model_ready(
     State(app): State<AppState>,
     _: Consistent,
@@ -74,6 +80,7 @@ pub async fn model_ready(
     Ok(Json(json!({"name": name, "version": v.to_string(), "ready": true})))
 }
 
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "open inference protocol", params(("name" = String, Path, description = "model"), ("version" = String, Path, description = "version")), description = "Whether the version can serve. Required role: none.", responses((status = 200, description = "ready"), (status = 404, description = "unknown model or version", body = crate::api::ErrorBody)), extensions(("x-required-roles" = json!([]))))]
 pub async fn version_ready(
     State(app): State<AppState>,
     _: Consistent,
@@ -83,6 +90,7 @@ pub async fn version_ready(
     Ok(Json(json!({"name": name, "version": v.to_string(), "ready": true})))
 }
 
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "open inference protocol", params(("name" = String, Path, description = "model or app")), request_body(content = Object, description = "an OIP inference request: inputs (name, datatype, shape, data), optional outputs and parameters (async, idempotency_key)"), description = "Inference with the default version (or an app). Required role: none, unless an app requires a token.", responses((status = 200, description = "outputs with the log index and term"), (status = 202, description = "accepted (parameters.async)"), (status = 307, description = "not the leader"), (status = 422, description = "invalid input", body = crate::api::ErrorBody)), extensions(("x-required-roles" = json!([]))))]
 pub async fn infer(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -93,6 +101,7 @@ pub async fn infer(
     run_infer(app, name, None, query, headers, body).await
 }
 
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "open inference protocol", params(("name" = String, Path, description = "model"), ("version" = String, Path, description = "version")), request_body(content = Object, description = "an OIP inference request"), description = "Inference with a pinned version. Required role: none.", responses((status = 200, description = "outputs"), (status = 404, description = "unknown version", body = crate::api::ErrorBody), (status = 422, description = "invalid input", body = crate::api::ErrorBody)), extensions(("x-required-roles" = json!([]))))]
 pub async fn version_infer(
     State(app): State<AppState>,
     Path((name, version)): Path<(String, String)>,

@@ -57,21 +57,36 @@ pub enum DatasetsCmd {
         target: Option<String>,
     },
     List,
-    Show { name: String },
-    Delete { name: String },
+    Show {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ModelsCmd {
     /// Upload an ONNX file as a new version of NAME (it becomes the default).
-    Upload { name: String, file: PathBuf },
+    Upload {
+        name: String,
+        file: PathBuf,
+    },
     /// List models, versions, checksums and defaults.
     List,
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// Make VERSION the default of NAME (roll back or forward).
-    Default { name: String, version: u64 },
+    Default {
+        name: String,
+        version: u64,
+    },
     /// Delete a version that is not the default.
-    Delete { name: String, version: u64 },
+    Delete {
+        name: String,
+        version: u64,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -89,16 +104,24 @@ pub enum AppsCmd {
         requires_token: bool,
     },
     List,
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// Replace the members (one log entry).
     Members {
         name: String,
         #[arg(long = "member", required = true)]
         members: Vec<String>,
     },
-    Start { name: String },
-    Stop { name: String },
-    Delete { name: String },
+    Start {
+        name: String,
+    },
+    Stop {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -151,7 +174,10 @@ pub async fn login(conn: &Conn, email: String, password: String, ttl_seconds: u6
     save_token(&path, &reply.token)?;
     let user = reply.user.clone().unwrap_or_default();
     if conn.json {
-        println!("{}", json!({"email": user.email, "role": user.role, "expires_at_ms": reply.expires_at_ms, "token_file": path}));
+        println!(
+            "{}",
+            json!({"email": user.email, "role": user.role, "expires_at_ms": reply.expires_at_ms, "token_file": path})
+        );
     } else {
         println!("logged in as {} ({}); token saved in {}", user.email, user.role, path.display());
     }
@@ -181,7 +207,8 @@ pub async fn users(conn: &Conn, cmd: UsersCmd) -> anyhow::Result<()> {
         UsersCmd::Create { email, role, password } => {
             let u = conn
                 .call(|mut c, r| {
-                    let body = pb::CreateUserRequest { email: email.clone(), password: password.clone(), role: role.clone() };
+                    let body =
+                        pb::CreateUserRequest { email: email.clone(), password: password.clone(), role: role.clone() };
                     async move { c.create_user(with_body(r, body)).await }
                 })
                 .await?;
@@ -268,7 +295,8 @@ fn dataset_table(d: &pb::Dataset) -> String {
 pub async fn datasets(conn: &Conn, cmd: DatasetsCmd) -> anyhow::Result<()> {
     match cmd {
         DatasetsCmd::Upload { name, file, task, target } => {
-            let bytes = std::sync::Arc::new(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+            let bytes =
+                std::sync::Arc::new(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
             let d = conn
                 .call(|mut c, r| {
                     let bar = progress(conn, bytes.len() as u64, &name);
@@ -294,7 +322,15 @@ pub async fn datasets(conn: &Conn, cmd: DatasetsCmd) -> anyhow::Result<()> {
                 let rows = l
                     .datasets
                     .iter()
-                    .map(|d| vec![d.name.clone(), d.task.clone(), d.rows.to_string(), d.columns.len().to_string(), d.size_bytes.to_string()])
+                    .map(|d| {
+                        vec![
+                            d.name.clone(),
+                            d.task.clone(),
+                            d.rows.to_string(),
+                            d.columns.len().to_string(),
+                            d.size_bytes.to_string(),
+                        ]
+                    })
                     .collect::<Vec<_>>();
                 render(&["NAME", "TASK", "ROWS", "COLUMNS", "BYTES"], &rows)
             });
@@ -360,7 +396,8 @@ pub async fn models(conn: &Conn, cmd: ModelsCmd) -> anyhow::Result<()> {
     let one = |m: pb::Model| -> (Value, String) { (model_json(&m), models_table(std::slice::from_ref(&m))) };
     let (value, table) = match cmd {
         ModelsCmd::Upload { name, file } => {
-            let bytes = std::sync::Arc::new(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+            let bytes =
+                std::sync::Arc::new(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
             let v = conn
                 .call(|mut c, r| {
                     let bar = progress(conn, bytes.len() as u64, &name);
@@ -379,28 +416,32 @@ pub async fn models(conn: &Conn, cmd: ModelsCmd) -> anyhow::Result<()> {
             let sig: Value = serde_json::from_str(&v.signature_json).unwrap_or(Value::Null);
             let value = json!({"name": v.name, "version": v.version, "default_version": v.version, "sha256": v.sha256,
                                "size_bytes": v.size_bytes, "index": v.index, "inputs": sig["inputs"], "outputs": sig["outputs"]});
-            let table = format!("uploaded {} version {} ({} bytes, sha256 {})", v.name, v.version, v.size_bytes, v.sha256);
+            let table =
+                format!("uploaded {} version {} ({} bytes, sha256 {})", v.name, v.version, v.size_bytes, v.sha256);
             (value, table)
         }
         ModelsCmd::List => {
             let list = conn.call(|mut c, r| async move { c.list_models(with_body(r, pb::Empty {})).await }).await?;
             (json!({"models": list.models.iter().map(model_json).collect::<Vec<_>>()}), models_table(&list.models))
         }
-        ModelsCmd::Show { name } => one(conn.call(|mut c, r| {
-            let body = name_ref(&name);
-            async move { c.get_model(with_body(r, body)).await }
-        })
-        .await?),
-        ModelsCmd::Default { name, version } => one(conn.call(|mut c, r| {
-            let body = version_ref(&name, version);
-            async move { c.set_default_version(with_body(r, body)).await }
-        })
-        .await?),
-        ModelsCmd::Delete { name, version } => one(conn.call(|mut c, r| {
-            let body = version_ref(&name, version);
-            async move { c.delete_version(with_body(r, body)).await }
-        })
-        .await?),
+        ModelsCmd::Show { name } => one(conn
+            .call(|mut c, r| {
+                let body = name_ref(&name);
+                async move { c.get_model(with_body(r, body)).await }
+            })
+            .await?),
+        ModelsCmd::Default { name, version } => one(conn
+            .call(|mut c, r| {
+                let body = version_ref(&name, version);
+                async move { c.set_default_version(with_body(r, body)).await }
+            })
+            .await?),
+        ModelsCmd::Delete { name, version } => one(conn
+            .call(|mut c, r| {
+                let body = version_ref(&name, version);
+                async move { c.delete_version(with_body(r, body)).await }
+            })
+            .await?),
     };
     show(conn, &value, |_| table);
     Ok(())
@@ -426,7 +467,7 @@ fn apps_table(apps: &[pb::App]) -> String {
         .iter()
         .map(|a| {
             let members: Vec<String> = a.members.iter().map(|m| format!("{}:{}", m.model, m.version)).collect();
-            let stats = a.stats.clone().unwrap_or_default();
+            let stats = a.stats.unwrap_or_default();
             vec![
                 a.name.clone(),
                 a.status.clone(),
@@ -448,7 +489,12 @@ pub async fn apps(conn: &Conn, cmd: AppsCmd) -> anyhow::Result<()> {
         AppsCmd::Create { name, members, rule, requires_token } => {
             let members = parse_members(&members)?;
             conn.call(|mut c, r| {
-                let body = pb::CreateAppRequest { name: name.clone(), members: members.clone(), rule: rule.clone(), requires_token };
+                let body = pb::CreateAppRequest {
+                    name: name.clone(),
+                    members: members.clone(),
+                    rule: rule.clone(),
+                    requires_token,
+                };
                 async move { c.create_app(with_body(r, body)).await }
             })
             .await?
@@ -500,7 +546,13 @@ pub async fn apps(conn: &Conn, cmd: AppsCmd) -> anyhow::Result<()> {
 }
 
 /// `boat predict`: a prediction with a model or an app, through the leader.
-pub async fn predict(conn: &Conn, input: String, model: Option<String>, key: Option<String>, version: Option<u64>) -> anyhow::Result<()> {
+pub async fn predict(
+    conn: &Conn,
+    input: String,
+    model: Option<String>,
+    key: Option<String>,
+    version: Option<u64>,
+) -> anyhow::Result<()> {
     // A bare word is taken as a string.
     let input_json = match serde_json::from_str::<Value>(&input) {
         Ok(v) => v.to_string(),
@@ -524,7 +576,10 @@ pub async fn predict(conn: &Conn, input: String, model: Option<String>, key: Opt
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
         println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
-        eprintln!("{} version {} at index {} (term {}), id {}", reply.model, reply.version, reply.index, reply.term, reply.id);
+        eprintln!(
+            "{} version {} at index {} (term {}), id {}",
+            reply.model, reply.version, reply.index, reply.term, reply.id
+        );
     }
     Ok(())
 }
@@ -550,11 +605,17 @@ pub async fn status(conn: &Conn) -> anyhow::Result<bool> {
         let nodes: Vec<Value> = seen
             .iter()
             .map(|(url, s, err)| match s {
-                Some(s) => json!({"url": url, "status": s, "lag": leader_applied.map(|a| a.saturating_sub(s.last_applied))}),
+                Some(s) => {
+                    json!({"url": url, "status": s, "lag": leader_applied.map(|a| a.saturating_sub(s.last_applied))})
+                }
                 None => json!({"url": url, "error": err}),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"nodes": nodes, "verdict": verdict.0, "reason": verdict.1})).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"nodes": nodes, "verdict": verdict.0, "reason": verdict.1}))
+                .unwrap_or_default()
+        );
     } else {
         let rows: Vec<Vec<String>> = seen
             .iter()
@@ -569,7 +630,16 @@ pub async fn status(conn: &Conn) -> anyhow::Result<bool> {
                     leader_applied.map_or("-".into(), |a| a.saturating_sub(s.last_applied).to_string()),
                     s.state_digest.get(..16).unwrap_or("-").to_string(),
                 ],
-                None => vec![url.clone(), "-".into(), "unreachable".into(), "-".into(), "-".into(), "-".into(), "-".into(), err.clone()],
+                None => vec![
+                    url.clone(),
+                    "-".into(),
+                    "unreachable".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    err.clone(),
+                ],
             })
             .collect();
         println!("{}", render(&["NODE", "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "DIGEST"], &rows));
@@ -586,11 +656,15 @@ pub async fn status(conn: &Conn) -> anyhow::Result<bool> {
 const LAG_LIMIT: u64 = 1000;
 
 /// healthy, degraded (with the reason) or no quorum.
-fn verdict(seen: &[(String, Option<boat_raft::NodeStatus>, String)], leader_applied: Option<u64>) -> (&'static str, Option<String>) {
+fn verdict(
+    seen: &[(String, Option<boat_raft::NodeStatus>, String)],
+    leader_applied: Option<u64>,
+) -> (&'static str, Option<String>) {
     let up: Vec<&boat_raft::NodeStatus> = seen.iter().filter_map(|(_, s, _)| s.as_ref()).collect();
     let voters = up.iter().map(|s| s.members.len()).max().unwrap_or(seen.len()).max(seen.len());
     if up.len() * 2 <= voters || leader_applied.is_none() {
-        let reason = if leader_applied.is_none() { "no node is leader" } else { "fewer than a majority of nodes answer" };
+        let reason =
+            if leader_applied.is_none() { "no node is leader" } else { "fewer than a majority of nodes answer" };
         return ("no quorum", Some(reason.to_string()));
     }
     let mut reasons = Vec::new();
@@ -598,9 +672,8 @@ fn verdict(seen: &[(String, Option<boat_raft::NodeStatus>, String)], leader_appl
         match s {
             None => reasons.push(format!("{url} is unreachable")),
             Some(s) if s.divergence.is_some() => reasons.push(format!("node {} diverged from the leader", s.node_id)),
-            Some(s) if leader_applied.is_some_and(|a| a.saturating_sub(s.last_applied) > LAG_LIMIT) => {
-                reasons.push(format!("node {} is {} entries behind", s.node_id, leader_applied.unwrap_or(0) - s.last_applied))
-            }
+            Some(s) if leader_applied.is_some_and(|a| a.saturating_sub(s.last_applied) > LAG_LIMIT) => reasons
+                .push(format!("node {} is {} entries behind", s.node_id, leader_applied.unwrap_or(0) - s.last_applied)),
             Some(_) => {}
         }
     }
@@ -621,7 +694,13 @@ fn cluster_table(c: &pb::ClusterNodes) -> String {
         .iter()
         .map(|n| {
             let leader = c.has_leader && c.leader_id == n.id;
-            vec![n.id.to_string(), n.role.clone(), if leader { "*" } else { "" }.into(), n.raft_addr.clone(), n.http_addr.clone()]
+            vec![
+                n.id.to_string(),
+                n.role.clone(),
+                if leader { "*" } else { "" }.into(),
+                n.raft_addr.clone(),
+                n.http_addr.clone(),
+            ]
         })
         .collect::<Vec<_>>();
     render(&["ID", "ROLE", "LEADER", "RAFT", "HTTP"], &rows)
@@ -648,5 +727,50 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
         ),
     };
     show(conn, &nodes, cluster_table);
+    Ok(())
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ControlCmd {
+    /// Stop the node cleanly (a supervisor restarts it).
+    Exit,
+    /// Abort the node at once.
+    Crash,
+    /// Drop Raft traffic to and from the given peers.
+    Partition {
+        /// Peer node ids, comma separated.
+        #[arg(value_delimiter = ',', required = true)]
+        peers: Vec<u64>,
+        #[arg(long, default_value_t = 30_000)]
+        duration_ms: u64,
+    },
+    /// End partitions and delays.
+    Heal,
+    /// Add latency to Raft traffic (0 removes it).
+    Delay { ms: u64 },
+}
+
+/// `boat control URL CMD`: failure injection on the node at URL (no
+/// leader following: the command is for that node). Prints the node's
+/// report as JSON.
+pub async fn control(conn: &Conn, url: &str, cmd: ControlCmd) -> anyhow::Result<()> {
+    let req = match cmd {
+        ControlCmd::Exit => pb::ControlRequest { cmd: "exit".into(), ..Default::default() },
+        ControlCmd::Crash => pb::ControlRequest { cmd: "crash".into(), ..Default::default() },
+        ControlCmd::Partition { peers, duration_ms } => {
+            pb::ControlRequest { cmd: "partition".into(), peers, duration_ms, ..Default::default() }
+        }
+        ControlCmd::Heal => pb::ControlRequest { cmd: "heal".into(), ..Default::default() },
+        ControlCmd::Delay { ms } => pb::ControlRequest { cmd: "delay".into(), ms, ..Default::default() },
+    };
+    let one = Conn { nodes: vec![url.to_string()], ..conn.clone() };
+    let reply = one
+        .call(|mut c, r| {
+            let body = req.clone();
+            async move { c.control(with_body(r, body)).await }
+        })
+        .await?;
+    let value: Value = serde_json::from_str(&reply.result_json).unwrap_or(Value::String(reply.result_json));
+    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     Ok(())
 }

@@ -73,17 +73,27 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     let t = Instant::now();
                     let ok = match (k, face) {
                         (0, 0) => grpc.list_apps(authorized(pb::Empty {}, &token)?).await.is_ok(),
-                        (0, _) => http.send_json(Method::GET, &url, "/api/apps", None, Some(&token)).await?.status == 200,
+                        (0, _) => {
+                            http.send_json(Method::GET, &url, "/api/apps", None, Some(&token)).await?.status == 200
+                        }
                         (1, 0) => {
                             let req = authorized(pb::NameRef { name: "bench".into() }, &token)?;
-                            if running { grpc.start_app(req).await.is_ok() } else { grpc.stop_app(req).await.is_ok() }
+                            if running {
+                                grpc.start_app(req).await.is_ok()
+                            } else {
+                                grpc.stop_app(req).await.is_ok()
+                            }
                         }
                         (1, _) => {
                             let path = if running { "/api/apps/bench/start" } else { "/api/apps/bench/stop" };
                             http.send_json(Method::POST, &url, path, None, Some(&token)).await?.status == 200
                         }
                         (_, 0) => {
-                            let body = pb::LoginRequest { email: "bench@example.org".into(), password: PASSWORD.into(), ttl_seconds: 60 };
+                            let body = pb::LoginRequest {
+                                email: "bench@example.org".into(),
+                                password: PASSWORD.into(),
+                                ttl_seconds: 60,
+                            };
                             grpc.login(tonic::Request::new(body)).await.is_ok()
                         }
                         (_, _) => {
@@ -102,8 +112,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("admin calls on the leader, one client, {} rounds (logins: a tenth of the calls), medians of the rounds", args.repeat);
-    println!("{:<30} {:>12} {:>12} {:>12} {:>12} {:>10}", "call", "gRPC p50 ms", "REST p50 ms", "gRPC p99 ms", "REST p99 ms", "REST/gRPC");
+    println!(
+        "admin calls on the leader, one client, {} rounds (logins: a tenth of the calls), medians of the rounds",
+        args.repeat
+    );
+    println!(
+        "{:<30} {:>12} {:>12} {:>12} {:>12} {:>10}",
+        "call", "gRPC p50 ms", "REST p50 ms", "gRPC p99 ms", "REST p99 ms", "REST/gRPC"
+    );
     for (k, kind) in kinds.iter().enumerate() {
         let (g50, r50) = (median(&mut p50[k][0]), median(&mut p50[k][1]));
         let (g99, r99) = (median(&mut p99[k][0]), median(&mut p99[k][1]));
@@ -113,7 +129,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let paths = doc.body["paths"].as_object().map_or(0, |p| p.len());
     let operations: usize = doc.body["paths"]
         .as_object()
-        .map(|p| p.values().map(|v| v.as_object().map_or(0, |o| o.keys().filter(|k| ["get", "post", "put", "delete"].contains(&k.as_str())).count())).sum())
+        .map(|p| {
+            p.values()
+                .map(|v| {
+                    v.as_object().map_or(0, |o| {
+                        o.keys().filter(|k| ["get", "post", "put", "delete"].contains(&k.as_str())).count()
+                    })
+                })
+                .sum()
+        })
         .unwrap_or(0);
     println!("OpenAPI document: {paths} paths, {operations} operations");
     Ok(())

@@ -131,7 +131,8 @@ impl HttpClient {
         body: Vec<u8>,
         token: Option<&str>,
     ) -> anyhow::Result<Reply> {
-        let mut req = self.http.request(method, format!("{base}{path}")).header("content-type", content_type).body(body);
+        let mut req =
+            self.http.request(method, format!("{base}{path}")).header("content-type", content_type).body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

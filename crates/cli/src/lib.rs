@@ -5,8 +5,7 @@
 //! - [`node_cmd`]: `boat node`, wiring serving, Raft and HTTP into one process.
 //! - [`deploy`]: `boat deploy`, a supervisor for a local cluster.
 //! - [`cluster`]: starting and stopping real node processes (deploy, bench, tests).
-//! - [`commands`]: `boat control`, failure injection over HTTP.
-//! - [`admin_cmd`]: `boat login|logout|users|datasets|models|apps|predict|status`
+//! - [`admin_cmd`]: `boat login|logout|users|datasets|models|apps|cluster|predict|status|control`
 //!   over the gRPC admin service ([`rpc`]: connection, leader following and
 //!   tokens; [`table`]: plain-text tables).
 //! - [`client`]: HTTP client for the cluster's API.
@@ -26,7 +25,6 @@ pub mod bench_memory;
 pub mod bench_serving;
 pub mod client;
 pub mod cluster;
-pub mod commands;
 pub mod deploy;
 pub mod logging;
 pub mod node_cmd;

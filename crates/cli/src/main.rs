@@ -1,7 +1,6 @@
 //! The `boat` binary: parse arguments, set up logging, run the command.
 
 use anyhow::Context;
-use boat::commands::{self, ControlCmd};
 use boat::rpc::Conn;
 use boat::{admin_cmd, bench, deploy, logging, node_cmd};
 use clap::{Parser, Subcommand};
@@ -94,12 +93,14 @@ enum Cmd {
         #[arg(long)]
         key: Option<String>,
     },
-    /// Inject a failure into one node (over HTTP: /control).
+    /// Inject a failure into one node.
     Control {
-        /// The node's base URL, e.g. http://127.0.0.1:8082.
+        #[command(flatten)]
+        conn: Conn,
+        /// The node's address, e.g. 127.0.0.1:8082.
         url: String,
         #[command(subcommand)]
-        cmd: ControlCmd,
+        cmd: admin_cmd::ControlCmd,
     },
     /// Measure throughput, latency and failover on a fresh local cluster.
     Bench(bench::BenchArgs),
@@ -107,7 +108,11 @@ enum Cmd {
 
 /// Runs a client command; a failure is one line (JSON with `--json`) and
 /// exit code 1.
-fn client<F: std::future::Future<Output = anyhow::Result<()>>>(runtime: &tokio::runtime::Runtime, json: bool, f: F) -> ! {
+fn client<F: std::future::Future<Output = anyhow::Result<()>>>(
+    runtime: &tokio::runtime::Runtime,
+    json: bool,
+    f: F,
+) -> ! {
     logging::init_client();
     match runtime.block_on(f) {
         Ok(()) => std::process::exit(0),
@@ -162,10 +167,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Predict { conn, input, model, version, key } => {
             client(&runtime, conn.json, admin_cmd::predict(&conn, input, model, key, version))
         }
-        Cmd::Control { url, cmd } => {
-            logging::init_client();
-            runtime.block_on(commands::control(&url, cmd))?;
-        }
+        Cmd::Control { conn, url, cmd } => client(&runtime, conn.json, admin_cmd::control(&conn, &url, cmd)),
         Cmd::Bench(args) => {
             logging::init_client();
             runtime.block_on(bench::run(args))?;

@@ -152,13 +152,15 @@ impl Conn {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no node answered")).context(format!("no answer within {} s", self.timeout_s)))
+        Err(last
+            .unwrap_or_else(|| anyhow::anyhow!("no node answered"))
+            .context(format!("no answer within {} s", self.timeout_s)))
     }
 }
 
 /// After a full round of nodes without an answer, waits a little.
 async fn pause(attempt: usize, nodes: usize) {
-    if attempt % nodes.max(1) == 0 {
+    if attempt.is_multiple_of(nodes.max(1)) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -15,8 +15,8 @@ use crate::blobs::BlobStore;
 use crate::domains::integrity::IntegrityCommand;
 use crate::domains::platform::{ColumnKind, Dataset, DatasetColumn, DatasetTask, PlatformCommand, Role};
 use crate::domains::serving::{
-    App, AppMember, AppPredictBatch, Executor, PredictBatch, PredictOutcome, PredictRequest, PredictResult, RecordStore, Retention, ServingCommand,
-    UploadChunk, UploadModel,
+    App, AppMember, AppPredictBatch, Executor, PredictBatch, PredictOutcome, PredictRequest, PredictResult,
+    RecordStore, Retention, ServingCommand, UploadChunk, UploadModel,
 };
 use crate::domains::{AppliedState, ApplyEnv, Command, Domains};
 use crate::format::{LOG_FORMAT, SNAPSHOT_FORMAT};
@@ -154,12 +154,18 @@ fn entries_v2() -> Vec<(&'static str, Entry)> {
             ),
         ),
         ("revoke_token", normal(12, platform(PlatformCommand::RevokeToken { token_sha256: "ef".repeat(32) }))),
-        ("create_dataset", normal(13, platform(PlatformCommand::CreateDataset { dataset: dataset(), upload_id: 12, chunks: 1 }))),
+        (
+            "create_dataset",
+            normal(13, platform(PlatformCommand::CreateDataset { dataset: dataset(), upload_id: 12, chunks: 1 })),
+        ),
         ("delete_dataset", normal(14, platform(PlatformCommand::DeleteDataset { name: "iris".into() }))),
         ("create_app", normal(15, Command::Serving(ServingCommand::CreateApp(app)))),
         (
             "set_app_members",
-            normal(16, Command::Serving(ServingCommand::SetAppMembers { name: "iris-app".into(), members: vec![member] })),
+            normal(
+                16,
+                Command::Serving(ServingCommand::SetAppMembers { name: "iris-app".into(), members: vec![member] }),
+            ),
         ),
         (
             "set_app_running",

@@ -46,17 +46,17 @@ pub mod store;
 pub mod types;
 
 pub use domains::integrity::{Divergence, IntegrityCommand};
+pub use domains::platform::{
+    ColumnKind, Dataset, DatasetColumn, DatasetTask, PlatformCommand, PlatformResult, PlatformState, Role, TokenRecord,
+    User,
+};
+pub use domains::serving::app_predict::MEMBERS_OUTPUT;
 pub use domains::serving::command::sha256_hex;
 pub use domains::serving::Batcher;
 pub use domains::serving::{
     catalog, BatchConfig, Catalog, Executor, ModelChange, PredictOutcome, PredictRequest, PredictResult, Retention,
     ServingCommand, ServingResult, Target, Ticket, UploadChunk, UploadModel, ECHO_MODEL, UPLOAD_CHUNK_BYTES,
 };
-pub use domains::platform::{
-    ColumnKind, Dataset, DatasetColumn, DatasetTask, PlatformCommand, PlatformResult, PlatformState, Role, TokenRecord,
-    User,
-};
-pub use domains::serving::app_predict::MEMBERS_OUTPUT;
 pub use domains::serving::{App, AppMember, AppPredictBatch, Apps};
 pub use domains::{Command, CommandResult, Domains, Refusal, RefusalKind};
 pub use membership::{Members, MembershipError};

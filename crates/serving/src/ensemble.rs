@@ -115,15 +115,15 @@ fn json_probabilities(data: &[Value], member: usize) -> Result<Probabilities, St
             k
         }
     };
-    let classes = keys
-        .iter()
-        .map(|k| k.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(k.clone())))
-        .collect();
+    let classes =
+        keys.iter().map(|k| k.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(k.clone()))).collect();
     let rows = data
         .iter()
         .map(|row| {
             keys.iter()
-                .map(|k| row.get(k).and_then(Value::as_f64).ok_or_else(|| format!("member {member}: class {k} missing")))
+                .map(|k| {
+                    row.get(k).and_then(Value::as_f64).ok_or_else(|| format!("member {member}: class {k} missing"))
+                })
                 .collect::<Result<Vec<f64>, String>>()
         })
         .collect::<Result<_, _>>()?;
@@ -134,7 +134,9 @@ fn mean_probabilities(members: &[Vec<Output>]) -> Result<Vec<Output>, String> {
     let all: Vec<Probabilities> =
         members.iter().enumerate().map(|(i, o)| probabilities(o, i)).collect::<Result<_, _>>()?;
     let (rows, k) = (all[0].rows.len(), all[0].rows.first().map_or(0, Vec::len));
-    if let Some((i, _)) = all.iter().enumerate().find(|(_, p)| p.rows.len() != rows || p.rows.iter().any(|r| r.len() != k)) {
+    if let Some((i, _)) =
+        all.iter().enumerate().find(|(_, p)| p.rows.len() != rows || p.rows.iter().any(|r| r.len() != k))
+    {
         return Err(format!("member {i}'s probabilities do not have the shape [{rows}, {k}] of member 0"));
     }
     // Class labels come from the first member that names them; members

@@ -212,7 +212,12 @@ impl AppState {
             .ok_or_else(|| ApiError::not_found(format!("no app {name:?}")))
     }
 
-    pub async fn set_app_members(&self, who: &Principal, name: &str, specs: Vec<MemberSpec>) -> Result<AppView, ApiError> {
+    pub async fn set_app_members(
+        &self,
+        who: &Principal,
+        name: &str,
+        specs: Vec<MemberSpec>,
+    ) -> Result<AppView, ApiError> {
         self.find_app(who, name)?;
         self.require_leader()?;
         let members = self.resolve_members(specs)?;

@@ -20,7 +20,8 @@ pub struct CsvSummary {
 /// Validates `bytes` as a dataset for `task` whose target column is
 /// `target` (the last column when `None`).
 pub fn check(bytes: &[u8], task: DatasetTask, target: Option<&str>) -> Result<CsvSummary, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("the file is not UTF-8 text (byte {})", e.valid_up_to()))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| format!("the file is not UTF-8 text (byte {})", e.valid_up_to()))?;
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
     let (_, header) = lines.find(|(_, l)| !l.trim().is_empty()).ok_or("the file is empty")?;
     let names: Vec<String> = header.split(',').map(|c| c.trim().to_string()).collect();
@@ -36,9 +37,10 @@ pub fn check(bytes: &[u8], task: DatasetTask, target: Option<&str>) -> Result<Cs
     }
     let target_at = match target {
         None => names.len() - 1,
-        Some(t) => names.iter().position(|n| n == t).ok_or_else(|| {
-            format!("line 1: there is no target column {t:?}; the columns are {}", names.join(", "))
-        })?,
+        Some(t) => names
+            .iter()
+            .position(|n| n == t)
+            .ok_or_else(|| format!("line 1: there is no target column {t:?}; the columns are {}", names.join(", ")))?,
     };
     let mut rows = 0u64;
     let mut class_counts: BTreeMap<String, u64> = BTreeMap::new();

@@ -87,9 +87,10 @@ impl AppState {
         if self.node.state().read().platform.datasets.contains_key(name) {
             return Err(ApiError::conflict(format!("a dataset named {name:?} exists")));
         }
-        let (summary, bytes) = tokio::task::spawn_blocking(move || (csv_check::check(&bytes, task, target.as_deref()), bytes))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let (summary, bytes) =
+            tokio::task::spawn_blocking(move || (csv_check::check(&bytes, task, target.as_deref()), bytes))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
         let summary = summary.map_err(ApiError::unprocessable)?;
         let sha256 = boat_raft::sha256_hex(&bytes);
         let upload_id = rand::random::<u64>();

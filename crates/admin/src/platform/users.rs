@@ -36,7 +36,13 @@ pub struct UserView {
 
 impl From<&User> for UserView {
     fn from(u: &User) -> Self {
-        Self { id: u.id, email: u.email.clone(), role: u.role.to_string(), banned: u.banned, created_at_ms: u.created_at_ms }
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            role: u.role.to_string(),
+            banned: u.banned,
+            created_at_ms: u.created_at_ms,
+        }
     }
 }
 
@@ -82,7 +88,10 @@ pub struct CreateUserRequest {
 
 impl std::fmt::Debug for CreateUserRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateUserRequest").field("email", &self.email).field("role", &self.role).finish_non_exhaustive()
+        f.debug_struct("CreateUserRequest")
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
     }
 }
 
@@ -150,7 +159,12 @@ impl AppState {
         let token = new_token();
         let issued_at_ms = now_ms();
         let expires_at_ms = issued_at_ms + ttl_s * 1000;
-        let cmd = PlatformCommand::IssueToken { token_sha256: token_hash(&token), user_id: user.id, issued_at_ms, expires_at_ms };
+        let cmd = PlatformCommand::IssueToken {
+            token_sha256: token_hash(&token),
+            user_id: user.id,
+            issued_at_ms,
+            expires_at_ms,
+        };
         match self.append(Command::Platform(cmd), "by logging in again").await? {
             CommandResult::Platform(PlatformResult::Token(TokenRecord { expires_at_ms, .. })) => {
                 tracing::info!(user = %user.email, "logged in");

@@ -219,7 +219,10 @@ pub fn apply_entries(state: &RwLock<AppliedState>, env: &ApplyEnv, entries: Vec<
             EntryPayload::Normal(LogPayload { command: Command::Integrity(cmd), .. }) => {
                 integrity::apply(&mut s.integrity, log_id.index, cmd)
             }
-            EntryPayload::Normal(LogPayload { command: Command::Platform(cmd @ PlatformCommand::CreateDataset { .. }), .. }) => {
+            EntryPayload::Normal(LogPayload {
+                command: Command::Platform(cmd @ PlatformCommand::CreateDataset { .. }),
+                ..
+            }) => {
                 // Assembling the file takes the blob store's guard and must
                 // not hold the state lock meanwhile.
                 drop(s);

@@ -70,7 +70,12 @@ pub struct Dataset {
 
 /// Applies `CreateDataset`: the staged chunks are concatenated into one
 /// blob, whose hash must be the one the leader computed.
-pub(crate) fn complete(state: &RwLock<AppliedState>, env: &ApplyEnv, index: u64, cmd: PlatformCommand) -> CommandResult {
+pub(crate) fn complete(
+    state: &RwLock<AppliedState>,
+    env: &ApplyEnv,
+    index: u64,
+    cmd: PlatformCommand,
+) -> CommandResult {
     let PlatformCommand::CreateDataset { mut dataset, upload_id, chunks } = cmd else {
         return CommandResult::Refused(Refusal::conflict("internal: not a dataset upload"));
     };

@@ -37,7 +37,12 @@ enum Plan {
     Refuse(PredictResult),
 }
 
-pub(crate) fn apply(state: &RwLock<AppliedState>, env: &ApplyEnv, log_id: LogId, batch: AppPredictBatch) -> CommandResult {
+pub(crate) fn apply(
+    state: &RwLock<AppliedState>,
+    env: &ApplyEnv,
+    log_id: LogId,
+    batch: AppPredictBatch,
+) -> CommandResult {
     let AppPredictBatch { app: name, proposed_at_ms, requests } = batch;
     let key = fingerprint_key(&name);
     let mut plans = Vec::with_capacity(requests.len());
@@ -144,7 +149,9 @@ fn run_members(env: &ApplyEnv, app: &App, inputs: Vec<Vec<Tensor>>) -> Vec<Predi
                     Some(PredictResult::InvalidInput(e)) => {
                         return PredictResult::InvalidInput(format!("member {}: {e}", names[m]))
                     }
-                    Some(other) => return PredictResult::ModelError(format!("member {}: {}", names[m], other.summary())),
+                    Some(other) => {
+                        return PredictResult::ModelError(format!("member {}: {}", names[m], other.summary()))
+                    }
                     None => return PredictResult::ModelError(format!("member {} gave no answer", names[m])),
                 }
             }

@@ -22,16 +22,30 @@ pub enum ServingCommand {
     /// becomes the default at this entry.
     UploadModel(UploadModel),
     /// Make an existing version the default (a rollback or roll-forward).
-    SetDefault { name: String, version: u64 },
+    SetDefault {
+        name: String,
+        version: u64,
+    },
     /// Remove a version that is not the default.
-    DeleteVersion { name: String, version: u64 },
+    DeleteVersion {
+        name: String,
+        version: u64,
+    },
     /// A new app (see `apps`).
     CreateApp(App),
     /// Replace an app's members: one entry, so one index switches them.
-    SetAppMembers { name: String, members: Vec<AppMember> },
+    SetAppMembers {
+        name: String,
+        members: Vec<AppMember>,
+    },
     /// Stop or start serving an app.
-    SetAppRunning { name: String, running: bool },
-    DeleteApp { name: String },
+    SetAppRunning {
+        name: String,
+        running: bool,
+    },
+    DeleteApp {
+        name: String,
+    },
     /// Requests for one app, packed by the leader into one entry.
     AppPredict(AppPredictBatch),
 }

@@ -9,8 +9,8 @@
 //!   loaded models in step with the catalog;
 //! - [`batcher`]: the leader's packing of concurrent requests into entries.
 
-pub mod apply;
 pub mod app_predict;
+pub mod apply;
 pub mod apps;
 pub mod batcher;
 pub mod catalog;
@@ -24,12 +24,12 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 pub use apply::Applier;
+pub use apps::{App, AppMember, Apps};
 pub use batcher::{BatchConfig, Batcher, Target, Ticket};
 pub use catalog::Catalog;
-pub use apps::{App, AppMember, Apps};
 pub use command::{
-    AppPredictBatch, ModelChange, PredictBatch, PredictOutcome, PredictRequest, PredictResult, ServingCommand, ServingResult,
-    UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES,
+    AppPredictBatch, ModelChange, PredictBatch, PredictOutcome, PredictRequest, PredictResult, ServingCommand,
+    ServingResult, UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES,
 };
 pub use executor::{Executor, ECHO_MODEL};
 pub use records::{Decision, ExportedRecord, RecordStore, RecordWindow, Retention};
