@@ -114,6 +114,7 @@ async fn client_commands_find_the_leader_and_manage_the_platform() {
     assert_eq!(reply["output"]["members"], serde_json::json!(["mlp:1"]));
     let apps = stdout_json(&boat(vec!["apps", "list", "--json"]).await);
     assert_eq!(apps["apps"][0]["name"], "solo");
+    assert_eq!(apps["apps"][0]["stats"]["requests"], 1, "the leader's count of the prediction: {apps}");
     ok(&boat(vec!["apps", "stop", "solo"]).await);
     let err = failed(&boat(vec!["predict", "[[5.1, 3.5, 1.4, 0.2]]", "--model", "solo"]).await);
     assert!(err.contains("stopped"), "{err}");

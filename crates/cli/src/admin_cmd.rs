@@ -483,8 +483,28 @@ fn apps_table(apps: &[pb::App]) -> String {
     render(&["APP", "STATUS", "RULE", "MEMBERS", "REVISION", "REQUESTS", "P50_MS", "P99_MS"], &rows)
 }
 
+/// `conn` with the leader's address tried first, when a node names it:
+/// the leader serves every prediction, so its request counts and latencies
+/// are the ones that mean something.
+async fn leader_first(conn: &Conn) -> Conn {
+    let probe = Conn { timeout_s: 2, ..conn.clone() };
+    let leader = probe
+        .call(|mut c, r| async move { c.status(with_body(r, pb::Empty {})).await })
+        .await
+        .ok()
+        .and_then(|s| serde_json::from_str::<boat_raft::NodeStatus>(&s.status_json).ok())
+        .and_then(|s| s.leader_http);
+    let mut nodes = conn.urls();
+    if let Some(l) = leader {
+        nodes.insert(0, format!("http://{l}"));
+    }
+    Conn { nodes, ..conn.clone() }
+}
+
 pub async fn apps(conn: &Conn, cmd: AppsCmd) -> anyhow::Result<()> {
     let name_ref = |name: &str| pb::NameRef { name: name.to_string() };
+    let leader_conn = leader_first(conn).await;
+    let conn = &leader_conn;
     let app = match cmd {
         AppsCmd::Create { name, members, rule, requires_token } => {
             let members = parse_members(&members)?;
