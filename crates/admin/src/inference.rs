@@ -145,7 +145,10 @@ impl AppState {
         let started = std::time::Instant::now();
         let result = self.infer_inner(call).await;
         let ok = matches!(&result, Ok(Answer::Done(o)) if matches!(o.result, PredictResult::Output(_)));
-        if !matches!(&result, Err(e) if matches!(e.kind, ErrorKind::NotLeader { .. })) {
+        // Only apps keep latency samples, and only names that exist: a
+        // client sending made-up names must not grow the book.
+        let redirected = matches!(&result, Err(e) if matches!(e.kind, ErrorKind::NotLeader { .. }));
+        if !redirected && self.node.state().read().serving.apps.apps.contains_key(&model) {
             self.latency.record(&model, started.elapsed(), ok);
         }
         let label = match &result {

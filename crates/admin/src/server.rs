@@ -46,7 +46,7 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Asynchronous requests this node accepted that are not applied yet.
     pub pending: Arc<Mutex<HashSet<String>>>,
-    /// Request counts and recent latencies per model or app, on this node.
+    /// Request counts and recent latencies per app, on this node.
     pub latency: Arc<crate::platform::apps::LatencyBook>,
     exit: watch::Sender<bool>,
 }

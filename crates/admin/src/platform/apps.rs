@@ -81,7 +81,7 @@ pub struct AppView {
     pub stats: AppStats,
 }
 
-/// Latencies per served name (models and apps), node-local.
+/// Request counts and recent latencies per app, node-local.
 #[derive(Default)]
 pub struct LatencyBook {
     inner: Mutex<HashMap<String, Samples>>,
