@@ -161,7 +161,13 @@ impl AppState {
             Err(e) if e.http_status().is_client_error() => "invalid",
             Err(_) => "unavailable",
         };
-        count(&model, label);
+        // Metric labels only for names that exist, so that made-up names
+        // cannot grow the label set without bound.
+        let known = {
+            let state = self.node.state().read();
+            state.serving.catalog.models.contains_key(&model) || state.serving.apps.apps.contains_key(&model)
+        };
+        count(if known { &model } else { "(unknown)" }, label);
         result
     }
 
