@@ -145,10 +145,15 @@ impl AppState {
         let started = std::time::Instant::now();
         let result = self.infer_inner(call).await;
         let ok = matches!(&result, Ok(Answer::Done(o)) if matches!(o.result, PredictResult::Output(_)));
-        // Only apps keep latency samples, and only names that exist: a
-        // client sending made-up names must not grow the book.
+        // Latency samples (apps only) and metric labels are kept only for
+        // names that exist, so that made-up names cannot grow them.
+        let (is_app, known) = {
+            let state = self.node.state().read();
+            let is_app = state.serving.apps.apps.contains_key(&model);
+            (is_app, is_app || state.serving.catalog.models.contains_key(&model))
+        };
         let redirected = matches!(&result, Err(e) if matches!(e.kind, ErrorKind::NotLeader { .. }));
-        if !redirected && self.node.state().read().serving.apps.apps.contains_key(&model) {
+        if is_app && !redirected {
             self.latency.record(&model, started.elapsed(), ok);
         }
         let label = match &result {
@@ -160,12 +165,6 @@ impl AppState {
             Err(e) if e.kind == ErrorKind::Overloaded => "overloaded",
             Err(e) if e.http_status().is_client_error() => "invalid",
             Err(_) => "unavailable",
-        };
-        // Metric labels only for names that exist, so that made-up names
-        // cannot grow the label set without bound.
-        let known = {
-            let state = self.node.state().read();
-            state.serving.catalog.models.contains_key(&model) || state.serving.apps.apps.contains_key(&model)
         };
         count(if known { &model } else { "(unknown)" }, label);
         result

@@ -17,9 +17,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boat_raft::catalog::ModelEntry;
-use boat_raft::{
-    Command, CommandResult, ModelChange, ServingCommand, ServingResult, UploadChunk, UploadModel, UPLOAD_CHUNK_BYTES,
-};
+use boat_raft::{Command, CommandResult, ModelChange, ServingCommand, ServingResult, UploadModel};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -145,15 +143,8 @@ impl AppState {
         let signature = signature.map_err(|e| ApiError::unprocessable(e.to_string()))?;
         let sha256 = signature.sha256.clone();
         tracing::info!(bytes = bytes.len(), %sha256, "model upload validated");
-        // The file travels as chunk entries, then one entry that completes it,
-        // so that no single append is large.
-        let upload_id = rand::random::<u64>();
-        let mut chunks = 0u32;
-        for piece in bytes.chunks(UPLOAD_CHUNK_BYTES) {
-            let chunk = UploadChunk { upload_id, seq: chunks, at_ms: now_ms(), bytes: piece.to_vec() };
-            append(self, ServingCommand::UploadChunk(chunk)).await?;
-            chunks += 1;
-        }
+        // The file travels as chunk entries, then one entry that completes it.
+        let (upload_id, chunks) = self.stage_upload(&bytes, "GET /api/models").await?;
         let done =
             UploadModel { name: name.to_string(), upload_id, chunks, sha256: sha256.clone(), uploaded_at_ms: now_ms() };
         let change = write(self, ServingCommand::UploadModel(done)).await?;

@@ -1,10 +1,10 @@
 //! Appending a command to the log on behalf of an admin operation, with
 //! the one mapping from write failures and refusals to answers.
 
-use boat_raft::{Command, CommandResult, RefusalKind};
+use boat_raft::{Command, CommandResult, RefusalKind, ServingCommand, UploadChunk, UPLOAD_CHUNK_BYTES};
 
 use crate::error::ApiError;
-use crate::inference::write_error;
+use crate::inference::{now_ms, write_error};
 use crate::server::AppState;
 
 impl AppState {
@@ -40,5 +40,19 @@ impl AppState {
             }),
             Ok(Ok(result)) => Ok(result),
         }
+    }
+
+    /// Sends `bytes` through the log as 1 MiB `UploadChunk` entries, so that
+    /// no single append is large, and returns (upload id, chunk count) for
+    /// the entry that completes the upload (a model or a dataset).
+    pub async fn stage_upload(&self, bytes: &[u8], check: &str) -> Result<(u64, u32), ApiError> {
+        let upload_id = rand::random::<u64>();
+        let mut chunks = 0u32;
+        for piece in bytes.chunks(UPLOAD_CHUNK_BYTES) {
+            let chunk = UploadChunk { upload_id, seq: chunks, at_ms: now_ms(), bytes: piece.to_vec() };
+            self.append(Command::Serving(ServingCommand::UploadChunk(chunk)), check).await?;
+            chunks += 1;
+        }
+        Ok((upload_id, chunks))
     }
 }

@@ -3,10 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use boat_raft::{
-    Command, CommandResult, Dataset, DatasetTask, PlatformCommand, PlatformResult, ServingCommand, UploadChunk,
-    UPLOAD_CHUNK_BYTES,
-};
+use boat_raft::{Command, CommandResult, Dataset, DatasetTask, PlatformCommand, PlatformResult};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -93,13 +90,7 @@ impl AppState {
                 .map_err(|e| ApiError::internal(e.to_string()))?;
         let summary = summary.map_err(ApiError::unprocessable)?;
         let sha256 = boat_raft::sha256_hex(&bytes);
-        let upload_id = rand::random::<u64>();
-        let mut chunks = 0u32;
-        for piece in bytes.chunks(UPLOAD_CHUNK_BYTES) {
-            let chunk = UploadChunk { upload_id, seq: chunks, at_ms: now_ms(), bytes: piece.to_vec() };
-            self.append(Command::Serving(ServingCommand::UploadChunk(chunk)), "GET /api/datasets").await?;
-            chunks += 1;
-        }
+        let (upload_id, chunks) = self.stage_upload(&bytes, "GET /api/datasets").await?;
         let dataset = Dataset {
             name: name.to_string(),
             owner: who.user_id,
