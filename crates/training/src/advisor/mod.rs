@@ -26,7 +26,7 @@
 //!   deterministic.
 //!
 //! [`run_search`] loops proposals and results for benchmarks, and
-//! [`SearchSummary`] / [`trials_to_reach`] summarise a search; [`bench`] holds
+//! [`SearchSummary`] / [`trials_to_reach`] summarise a search; [`mod@bench`] holds
 //! synthetic objectives to compare advisors without training anything.
 
 pub mod bench;
