@@ -138,4 +138,13 @@ async fn client_commands_find_the_leader_and_manage_the_platform() {
     let out = tokio::process::Command::new(boat_bin()).args(["control", &target, "heal"]).output().await.unwrap();
     assert!(out.status.success());
     assert_eq!(sb.status(others(leader)[0]).await.unwrap().faults.delay_ms, 0);
+
+    // Leadership moves to the voter named, and the table shows it leading.
+    let next = others(leader)[1];
+    let id = next.to_string();
+    let moved = stdout_json(&boat(vec!["cluster", "--token-file", admin, "transfer-leader", &id, "--json"]).await);
+    assert_eq!(moved["leader_id"], next as u64, "{moved}");
+    assert_eq!(sb.wait_for_leader().await.unwrap(), next);
+    let err = failed(&boat(vec!["cluster", "--token-file", admin, "transfer-leader", "9"]).await);
+    assert!(err.contains("not a voter"), "{err}");
 }

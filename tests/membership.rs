@@ -107,6 +107,14 @@ async fn nodes_join_leave_and_rejoin_while_the_cluster_serves() {
     assert_eq!(roles(&members).iter().filter(|(_, r)| r == "voter").count(), 3, "{members}");
     assert!(sb.log(2).contains("joining a running cluster"));
 
+    // Leadership moves to a chosen voter while the load runs.
+    let leader = sb.wait_for_leader().await.unwrap();
+    let target = [0usize, 2, 3].into_iter().find(|i| *i != leader).unwrap();
+    let members = change(&sb, Method::POST, "/api/cluster/leader", Some(json!({"id": target}))).await;
+    assert_eq!(members["leader_id"].as_u64(), Some(target as u64), "{members}");
+    assert_eq!(sb.wait_for_leader().await.unwrap(), target);
+    assert!(sb.log(leader).contains("leadership handed over"), "the old leader handed over");
+
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let acked = load.await.unwrap();

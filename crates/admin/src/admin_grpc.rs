@@ -485,6 +485,14 @@ impl Admin for AdminService {
         answer(r.await)
     }
 
+    async fn transfer_leader(&self, req: Request<pb::NodeRef>) -> Answered<pb::ClusterNodes> {
+        let r = async {
+            let who = self.writer(&req, ADMINS)?;
+            Ok(nodes(self.app.transfer_leader(&who, req.into_inner().id).await?))
+        };
+        answer(r.await)
+    }
+
     async fn control(&self, req: Request<pb::ControlRequest>) -> Answered<pb::ControlReply> {
         let r = async {
             // Without the caller's address the loopback rule cannot apply:

@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::extract::{read_body, JsonBody};
 use crate::inference::{outcome_error, Answer, Call, Inputs};
 use crate::platform::apps::{AppView, CreateAppRequest, SetMembersRequest};
-use crate::platform::cluster::{AddNodeRequest, MembersView};
+use crate::platform::cluster::{AddNodeRequest, LeaderRequest, MembersView};
 use crate::platform::datasets::{parse_task, DatasetView};
 use crate::platform::users::{CreateUserRequest, LoginRequest, LoginResponse, UserView};
 use crate::predict::{accepted, async_mode, outcome_json, request_key};
@@ -397,6 +397,20 @@ pub async fn add_node(
 ) -> Result<Json<MembersView>, ApiError> {
     let who = app.authorize_write(&headers, ADMINS)?;
     app.add_node(&who, req).await.map(Json)
+}
+
+#[utoipa::path(post, path = "/api/cluster/leader", tag = "cluster", request_body = LeaderRequest,
+    description = "Hand the leadership to another voter and wait until it leads. Writes answer 503 (retryable) for about one election timeout meanwhile. Required role: SUPERADMIN or ADMIN.",
+    responses((status = 200, description = "the new leader leads", body = MembersView), (status = 404, description = "not a voter", body = ErrorBody),
+              (status = 409, description = "the handover did not happen", body = ErrorBody)),
+    security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
+pub async fn transfer_leader(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<LeaderRequest>,
+) -> Result<Json<MembersView>, ApiError> {
+    let who = app.authorize_write(&headers, ADMINS)?;
+    app.transfer_leader(&who, req.id).await.map(Json)
 }
 
 #[utoipa::path(delete, path = "/api/cluster/nodes/{id}", tag = "cluster", params(("id" = u64, Path, description = "node id")),

@@ -98,6 +98,9 @@ pub fn write_error(e: WriteError, id: Option<&str>) -> ApiError {
             "leadership changed before the request committed; retry (with the same idempotency key)",
             1,
         ),
+        WriteError::HandingOver => {
+            ApiError::unavailable(format!("{e}; retry in a moment (with the same idempotency key)"), 1)
+        }
         WriteError::Fatal(m) => ApiError::unavailable(format!("this node's Raft stopped: {m}"), 1),
     };
     match id {

@@ -56,6 +56,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::members))
         .routes(routes!(api::add_node))
         .routes(routes!(api::remove_node))
+        .routes(routes!(api::transfer_leader))
         .routes(routes!(models::list))
         .routes(routes!(models::show, models::upload))
         .routes(routes!(models::set_default))

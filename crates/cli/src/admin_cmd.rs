@@ -142,7 +142,8 @@ pub enum ClusterCmd {
     },
     /// Remove a node (a removed leader steps down).
     Remove { id: u64 },
-    /// Hand leadership to another voter. Not offered: see the message.
+    /// Hand leadership to another voter and wait until it leads (writes
+    /// pause for about one election timeout).
     TransferLeader { id: u64 },
 }
 
@@ -728,12 +729,19 @@ fn cluster_table(c: &pb::ClusterNodes) -> String {
 
 pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
     let nodes = match cmd {
-        ClusterCmd::Members => conn.call(|mut c, r| async move { c.cluster_members(with_body(r, pb::Empty {})).await }).await?,
+        ClusterCmd::Members => {
+            conn.call(|mut c, r| async move { c.cluster_members(with_body(r, pb::Empty {})).await }).await?
+        }
         ClusterCmd::Add { id, raft_addr, http_addr, catch_up_s } => {
             // The call waits for the catch-up.
             let conn = Conn { timeout_s: conn.timeout_s.max(catch_up_s + 15), ..conn.clone() };
             conn.call(|mut c, r| {
-                let body = pb::AddNodeRequest { id, raft_addr: raft_addr.clone(), http_addr: http_addr.clone(), catch_up_seconds: catch_up_s };
+                let body = pb::AddNodeRequest {
+                    id,
+                    raft_addr: raft_addr.clone(),
+                    http_addr: http_addr.clone(),
+                    catch_up_seconds: catch_up_s,
+                };
                 async move { c.add_node(with_body(r, body)).await }
             })
             .await?
@@ -741,10 +749,9 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Remove { id } => {
             conn.call(|mut c, r| async move { c.remove_node(with_body(r, pb::NodeRef { id })).await }).await?
         }
-        ClusterCmd::TransferLeader { id } => anyhow::bail!(
-            "leader transfer to node {id} is not available: openraft 0.9 has no leader transfer; \
-             `boat cluster remove` on the leader makes it step down, and `boat control URL exit` on it forces an election"
-        ),
+        ClusterCmd::TransferLeader { id } => {
+            conn.call(|mut c, r| async move { c.transfer_leader(with_body(r, pb::NodeRef { id })).await }).await?
+        }
     };
     show(conn, &nodes, cluster_table);
     Ok(())

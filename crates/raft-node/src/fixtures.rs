@@ -18,11 +18,16 @@ use crate::domains::serving::{
     App, AppMember, AppPredictBatch, Executor, PredictBatch, PredictOutcome, PredictRequest, PredictResult,
     RecordStore, Retention, ServingCommand, UploadChunk, UploadModel,
 };
+use crate::domains::training::{
+    Budget, ContainerTemplate, DeployBest, JobSpec, JobStatus, ModelRef, TrainingCommand, TrialOutcome, WorkerRuntime,
+};
 use crate::domains::{AppliedState, ApplyEnv, Command, Domains};
 use crate::format::{LOG_FORMAT, SNAPSHOT_FORMAT};
 use crate::payload::LogPayload;
 use crate::store::snapshot;
 use crate::types::{BoatNode, Entry, LogId, SnapshotMeta, StoredMembership};
+use boat_training::advisor::AdvisorKind;
+use boat_training::knobs::{KnobConfig, KnobOverride, KnobSpec, KnobValue, Knobs};
 
 fn dir(format: u32) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/format-{format}"))
@@ -186,6 +191,128 @@ fn entries_v2() -> Vec<(&'static str, Entry)> {
     ]
 }
 
+/// A train job as format 3 records it.
+fn job_spec() -> JobSpec {
+    let mut overrides = BTreeMap::new();
+    overrides.insert(
+        "mlp_classifier".to_string(),
+        BTreeMap::from([("hidden_units".to_string(), KnobOverride::Value(KnobValue::Int(32)))]),
+    );
+    JobSpec {
+        app: "flowers".into(),
+        task: DatasetTask::Classification,
+        train_dataset: "iris".into(),
+        validation_dataset: None,
+        templates: vec!["mlp_classifier".into()],
+        budget: Budget { trials: 4, minutes: 5.0, workers: 2, cpus: 1.0, memory_mb: 512 },
+        advisor: AdvisorKind::Tpe,
+        runtime: WorkerRuntime::Local,
+        knob_overrides: overrides,
+        deploy_best: Some(DeployBest { app: "flowers".into(), members: 2, rule: "mean_probabilities".into() }),
+    }
+}
+
+fn knobs() -> Knobs {
+    BTreeMap::from([
+        ("hidden_units".to_string(), KnobValue::Int(32)),
+        ("learning_rate".to_string(), KnobValue::Float(0.01)),
+        ("activation".to_string(), KnobValue::Str("relu".into())),
+    ])
+}
+
+/// Format 3's new entries: the training domain's commands.
+fn entries_v3() -> Vec<(&'static str, Entry)> {
+    let normal = |index: u64, command: TrainingCommand| Entry {
+        log_id: log_id(4, index),
+        payload: EntryPayload::Normal(LogPayload::tagged(0, Command::Training(command))),
+    };
+    let template = ContainerTemplate {
+        name: "sk-tree".into(),
+        task: DatasetTask::Classification,
+        image: "example/sk-tree:1".into(),
+        knob_config: KnobConfig {
+            knobs: BTreeMap::from([("depth".to_string(), KnobSpec::Integer { min: 1, max: 8, log: false })]),
+            early_stopping: None,
+        },
+        description: "a decision tree".into(),
+        owner: 3,
+        created_at_ms: 1_700_000_000_020,
+    };
+    let model = ModelRef { name: "flowers-job1".into(), version: 1 };
+    vec![
+        ("register_template", normal(20, TrainingCommand::RegisterTemplate(template))),
+        ("delete_template", normal(21, TrainingCommand::DeleteTemplate { name: "sk-tree".into() })),
+        (
+            "create_job",
+            normal(22, TrainingCommand::CreateJob { spec: job_spec(), owner: 1, seed: 42, at_ms: 1_700_000_000_022 }),
+        ),
+        (
+            "propose_trial",
+            normal(
+                23,
+                TrainingCommand::ProposeTrial {
+                    job: 1,
+                    template: "mlp_classifier".into(),
+                    knobs: knobs(),
+                    at_ms: 1_700_000_000_023,
+                },
+            ),
+        ),
+        (
+            "start_trial",
+            normal(
+                24,
+                TrainingCommand::StartTrial {
+                    job: 1,
+                    no: 1,
+                    worker: "local:4242".into(),
+                    node: 0,
+                    at_ms: 1_700_000_000_024,
+                },
+            ),
+        ),
+        ("requeue_trial", normal(25, TrainingCommand::RequeueTrial { job: 1, no: 1, reason: "worker lost".into() })),
+        (
+            "finish_trial",
+            normal(
+                26,
+                TrainingCommand::FinishTrial {
+                    job: 1,
+                    no: 1,
+                    outcome: TrialOutcome::Completed { score: 0.96, metric: "accuracy".into(), epochs: 12, model },
+                    at_ms: 1_700_000_000_026,
+                },
+            ),
+        ),
+        (
+            "end_job",
+            normal(
+                27,
+                TrainingCommand::EndJob {
+                    job: 1,
+                    status: JobStatus::Completed,
+                    reason: Some("trial budget spent".into()),
+                    deployed_to: Some("flowers".into()),
+                    at_ms: 1_700_000_000_027,
+                },
+            ),
+        ),
+    ]
+}
+
+/// The format-2 state plus a train job with one completed trial.
+fn state_v3(records: &RecordStore) -> AppliedState {
+    let mut s = state_v2(records);
+    for (_, entry) in entries_v3() {
+        if let EntryPayload::Normal(LogPayload { command: Command::Training(cmd), .. }) = entry.payload {
+            let s = &mut s;
+            crate::domains::training::apply(&mut s.training, &s.platform, entry.log_id.index, cmd);
+        }
+    }
+    s.seal(log_id(4, 27));
+    s
+}
+
 fn dataset() -> Dataset {
     Dataset {
         name: "iris".into(),
@@ -282,14 +409,14 @@ fn stores() -> (tempfile::TempDir, BlobStore, ApplyEnv) {
 fn write_current() {
     let d = dir(LOG_FORMAT.max(SNAPSHOT_FORMAT));
     std::fs::create_dir_all(&d).expect("fixture directory");
-    for (name, entry) in entries().into_iter().chain(entries_v2()) {
+    for (name, entry) in entries().into_iter().chain(entries_v2()).chain(entries_v3()) {
         std::fs::write(d.join(format!("entry-{name}.bin")), bincode::serialize(&entry).expect("encode"))
             .expect("write");
     }
     let (_dir, blobs, env) = stores();
     blobs.put(b"onnx bytes").expect("blob");
     blobs.put(b"csv bytes").expect("blob");
-    let s = state_v2(&env.records);
+    let s = state_v3(&env.records);
     // The staged chunk's blob is absent on purpose: only the model file is carried.
     let refs: BTreeSet<String> = s.blob_refs().into_iter().filter(|r| blobs.contains(r)).collect();
     let encoded = snapshot::encode_state(&s).expect("encode state");
@@ -367,5 +494,35 @@ fn format_2_fixtures_decode_and_are_todays_encoding() {
     assert_eq!(head.blobs.len(), 2, "the model file and the dataset");
     if SNAPSHOT_FORMAT == 2 {
         assert_eq!(snapshot::encode_state(&expected).expect("encode"), head.state, "today's state is format 2");
+    }
+}
+
+#[test]
+fn format_3_fixtures_decode_and_are_todays_encoding() {
+    let d = dir(3);
+    for (name, expected) in entries().into_iter().chain(entries_v2()).chain(entries_v3()) {
+        let bytes = std::fs::read(d.join(format!("entry-{name}.bin"))).expect("fixture present");
+        let decoded: Entry = bincode::deserialize(&bytes).unwrap_or_else(|e| panic!("entry {name}: {e}"));
+        assert_eq!(format!("{decoded:?}"), format!("{expected:?}"), "entry {name}");
+        if LOG_FORMAT == 3 {
+            assert_eq!(bincode::serialize(&expected).expect("encode"), bytes, "entry {name}: today's is format 3");
+        }
+    }
+    let file = std::fs::File::open(d.join("snapshot-thin.snap")).expect("fixture present");
+    let head = snapshot::read(file, None).expect("snapshot head");
+    assert_eq!(head.format, 3);
+    let decoded = snapshot::decode_state(head.format, &head.state).expect("state");
+    let (_reference_dir, _, reference) = stores();
+    let expected = state_v3(&reference.records);
+    assert_eq!(decoded.digest(), expected.digest());
+    let job = &decoded.training.jobs[&1];
+    assert_eq!(job.spec, job_spec());
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(job.trials[0].knobs, knobs());
+    assert_eq!((job.trials[0].attempt, job.trials[0].score), (2, Some(0.96)));
+    assert!(decoded.training.templates.is_empty(), "registered, then deleted");
+    assert_eq!(decoded.platform.datasets["iris"], dataset());
+    if SNAPSHOT_FORMAT == 3 {
+        assert_eq!(snapshot::encode_state(&expected).expect("encode"), head.state, "today's state is format 3");
     }
 }

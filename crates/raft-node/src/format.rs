@@ -9,11 +9,13 @@
 
 /// Version of the log entry payload encoding (`LogPayload`). Format 2 added
 /// the platform domain and the serving domain's app commands; its encoding
-/// is a superset of format 1's, so format-1 bodies decode unchanged.
-pub const LOG_FORMAT: u32 = 2;
+/// is a superset of format 1's, so format-1 bodies decode unchanged. Format
+/// 3 added the training domain's commands, again as a superset.
+pub const LOG_FORMAT: u32 = 3;
 /// Version of the snapshot file layout and of the applied state inside it.
-/// Format 2 added apps and the platform domain to the state.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+/// Format 2 added apps and the platform domain to the state, format 3 the
+/// training domain.
+pub const SNAPSHOT_FORMAT: u32 = 3;
 /// Version of the node's on-disk layout (sled trees, blob and snapshot
 /// directories), recorded in the store when it is created.
 pub const STORE_FORMAT: u32 = 1;

@@ -6,7 +6,15 @@
 //! matched index has reached the leader's log it is promoted to voter with
 //! a joint-consensus membership change. Removing a voter is one membership
 //! change; a removed leader steps down once the new configuration commits.
-//! openraft 0.9 has no leader transfer, so none is offered.
+//!
+//! openraft 0.9 has no leader transfer, and a follower refuses votes while
+//! its leader's lease runs (one maximum election timeout after it last heard
+//! from the leader). A handover therefore makes the leader go quiet: it
+//! asks the other voters to pause their own elections, refuses writes and
+//! stops heartbeats, waits until every follower's lease has run out, and
+//! then tells the chosen voter to stand. That voter holds the whole log (it
+//! was caught up and nothing was appended since), so it wins the votes of
+//! the others; the old leader sees the higher term and steps down.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -14,6 +22,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
+use crate::network::Handover;
 use crate::node::RaftNode;
 use crate::types::{BoatNode, NodeId};
 
@@ -120,5 +129,110 @@ impl RaftNode {
         tracing::info!(node = id, "removing a member");
         self.raft().change_membership(change, false).await.map_err(map)?;
         Ok(self.members())
+    }
+
+    /// Hands this leader's leadership to the voter `target`, and waits (up
+    /// to `within`) until `target` leads. Writes are refused, with a
+    /// retryable error, during the quiet window (about one election timeout).
+    pub async fn transfer_leader(&self, target: NodeId, within: Duration) -> Result<NodeId, MembershipError> {
+        self.refuse_unless_leader()?;
+        if target == self.id() {
+            return Ok(target);
+        }
+        let members = self.members();
+        if !members.voters.contains(&target) {
+            return Err(MembershipError::NotFound(format!("node {target} is not a voter")));
+        }
+        let addrs: Vec<(NodeId, String)> = {
+            let m = self.raft().metrics().borrow().membership_config.clone();
+            m.nodes().map(|(id, n)| (*id, n.raft_addr.clone())).collect()
+        };
+        let target_addr = addrs.iter().find(|(id, _)| *id == target).map(|(_, a)| a.clone()).unwrap_or_default();
+        let lease = self.inner().check_quorum;
+        let started = Instant::now();
+        // The other voters stay out of the race for the whole handover.
+        let pause = (lease * 3 + within).as_millis() as u64;
+        for (id, addr) in
+            addrs.iter().filter(|(id, _)| *id != target && *id != self.id() && members.voters.contains(id))
+        {
+            if let Err(e) = self.inner().peers.handover(*id, addr, &Handover::PauseElections { ms: pause }, lease).await
+            {
+                tracing::warn!(node = id, error = %e, "a voter did not pause its elections; the handover goes on");
+            }
+        }
+        tracing::info!(target, "handing leadership over: going quiet");
+        *self.inner().handover_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + lease * 3 + within);
+        self.raft().runtime_config().heartbeat(false);
+        let outcome = self.hand_over(target, &target_addr, lease, within, started).await;
+        self.raft().runtime_config().heartbeat(true);
+        *self.inner().handover_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        match &outcome {
+            Ok(_) => tracing::info!(target, ms = started.elapsed().as_millis() as u64, "leadership handed over"),
+            Err(e) => tracing::warn!(target, error = %e, "leadership handover failed"),
+        }
+        outcome
+    }
+
+    /// The quiet part of [`Self::transfer_leader`]: waits for the target to
+    /// hold the whole log and for the followers' leases to run out, then
+    /// tells the target to stand and waits for it to lead.
+    async fn hand_over(
+        &self,
+        target: NodeId,
+        target_addr: &str,
+        lease: Duration,
+        within: Duration,
+        started: Instant,
+    ) -> Result<NodeId, MembershipError> {
+        let deadline = started + within;
+        let last_index = || self.raft().metrics().borrow().last_log_index.unwrap_or(0);
+        // Entries already accepted still go out and renew the followers'
+        // leases; wait until the log stood still for a whole lease and the
+        // target holds all of it.
+        let mut quiet_since = (Instant::now(), last_index());
+        loop {
+            if !self.is_leader() {
+                return match self.leader() {
+                    Some((id, _)) if id == target => Ok(target),
+                    _ => Err(MembershipError::Conflict("this node lost its leadership during the handover".into())),
+                };
+            }
+            let now_index = last_index();
+            if now_index != quiet_since.1 {
+                quiet_since = (Instant::now(), now_index);
+            }
+            let matched = {
+                let m = self.raft().metrics().borrow().clone();
+                m.replication.as_ref().and_then(|r| r.get(&target).cloned().flatten()).map_or(0, |l| l.index)
+            };
+            if matched >= now_index && quiet_since.0.elapsed() > lease + Duration::from_millis(100) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(MembershipError::CatchUpTimeout { id: target, waited: within, matched, target: now_index });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ttl = lease.max(Duration::from_millis(500));
+        self.inner()
+            .peers
+            .handover(target, target_addr, &Handover::Elect, ttl)
+            .await
+            .map_err(|e| MembershipError::Conflict(format!("node {target} did not stand for election: {e}")))?;
+        loop {
+            if let Some((id, _)) = self.leader() {
+                if id == target && !self.is_leader() {
+                    return Ok(target);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(MembershipError::Conflict(format!(
+                    "node {target} stood for election but does not lead after {:?}",
+                    started.elapsed()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

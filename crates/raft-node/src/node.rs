@@ -21,7 +21,7 @@ use crate::blobs::BlobStore;
 use crate::commit::CommitTracker;
 use crate::domains::integrity::Divergence;
 use crate::domains::{ApplyEnv, Command, CommandResult, Domains};
-use crate::network::{FaultReport, Faults, NetworkFactory, RaftGrpcService, ReadIndexClient};
+use crate::network::{FaultReport, Faults, NetworkFactory, PeerCalls, RaftGrpcService};
 use crate::payload::LogPayload;
 use crate::quorum::QuorumClock;
 use crate::store::{LogStore, StateMachineStore, StateView};
@@ -101,6 +101,8 @@ pub enum WriteError {
     Lost,
     #[error("this leader has not heard from a majority for {0:?}; it may be cut off from the cluster")]
     NoQuorum(Duration),
+    #[error("this leader is handing its leadership to another node")]
+    HandingOver,
     #[error("raft stopped: {0}")]
     Fatal(String),
 }
@@ -185,7 +187,10 @@ pub(crate) struct Inner {
     pub(crate) env: ApplyEnv,
     pub(crate) tracker: CommitTracker,
     pub(crate) faults: Faults,
-    pub(crate) reader: ReadIndexClient,
+    pub(crate) peers: PeerCalls,
+    /// While set and in the future, this leader is handing over its
+    /// leadership and refuses writes (see `membership::transfer_leader`).
+    pub(crate) handover_until: std::sync::Mutex<Option<Instant>>,
     pub(crate) quorum: QuorumClock,
     /// How long a leader may go without a majority's acknowledgement
     /// before it refuses writes (see `quorum`).
@@ -291,11 +296,23 @@ impl RaftNode {
             }
         }
 
-        let reader = ReadIndexClient::new(cfg.id, faults.clone());
+        let peers = PeerCalls::new(cfg.id, faults.clone());
         let check_quorum = Duration::from_millis(cfg.tuning.election_max_ms);
         let quorum = QuorumClock::default();
-        let inner =
-            Inner { id: cfg.id, raft, log, state, env, tracker, faults, reader, quorum, check_quorum, shutdown };
+        let inner = Inner {
+            id: cfg.id,
+            raft,
+            log,
+            state,
+            env,
+            tracker,
+            faults,
+            peers,
+            handover_until: Default::default(),
+            quorum,
+            check_quorum,
+            shutdown,
+        };
         let node = Self { inner: Arc::new(inner) };
         let every = cfg.checkpoint_every;
         node.spawn_leader_task("checkpoints", move |node, stop| crate::background::checkpoints(node, every, stop));
@@ -344,16 +361,30 @@ impl RaftNode {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
+        if self.handing_over() {
+            return Err(WriteError::HandingOver);
+        }
         if !self.has_quorum() {
             return Err(WriteError::NoQuorum(self.inner.check_quorum));
         }
         Ok(())
     }
 
+    /// Whether this leader is in the quiet window of a leadership handover.
+    pub fn handing_over(&self) -> bool {
+        let until = *self.inner.handover_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|u| Instant::now() < u)
+    }
+
     /// Appends a command and waits until it is applied here.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
         self.check_writable()?;
         self.inner.raft.client_write(LogPayload::new(cmd)).await.map(|r| r.data).map_err(map_write_error)
+    }
+
+    /// The node's content-addressed store of model files and datasets.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.env.blobs
     }
 
     pub fn id(&self) -> NodeId {

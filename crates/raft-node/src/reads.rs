@@ -67,7 +67,7 @@ impl RaftNode {
         if leader == self.id() {
             return Err(ReadError::NoLeader);
         }
-        Ok(self.inner().reader.read_index(leader, &addr, left()).await?)
+        Ok(self.inner().peers.read_index(leader, &addr, left()).await?)
     }
 
     /// The leader's id and Raft address, as this node knows them.

@@ -409,7 +409,8 @@ mod tests {
 
     #[test]
     fn values_read_from_plain_json() {
-        let knobs: Knobs = serde_json::from_str(r#"{"epochs":30,"activation":"tanh","hidden":16,"lr":0.01,"dropout":0.1}"#).unwrap();
+        let knobs: Knobs =
+            serde_json::from_str(r#"{"epochs":30,"activation":"tanh","hidden":16,"lr":0.01,"dropout":0.1}"#).unwrap();
         assert_eq!(knobs["hidden"], KnobValue::Int(16));
         assert_eq!(knobs["lr"], KnobValue::Float(0.01));
         space().validate(&knobs).unwrap();

@@ -11,6 +11,9 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::server::AppState;
 
+/// How long a leadership handover may take, catching up included.
+pub const TRANSFER_WITHIN: Duration = Duration::from_secs(10);
+
 /// How long a new node may take to catch up unless the caller says.
 pub const DEFAULT_CATCH_UP_S: u64 = 120;
 
@@ -25,6 +28,13 @@ pub struct AddNodeRequest {
     /// Seconds the node may take to catch up before it is promoted (default 120).
     #[serde(default)]
     pub catch_up_seconds: Option<u64>,
+}
+
+/// The voter that should lead.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderRequest {
+    pub id: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -85,6 +95,13 @@ impl AppState {
         let node = BoatNode { raft_addr: req.raft_addr, http_addr: req.http_addr };
         self.node.add_voter(req.id, node, catch_up).await.map_err(membership_error)?;
         tracing::info!(node = req.id, by = %who.email, "node added as a voter");
+        Ok(self.members_view())
+    }
+
+    /// Hands the leadership to the voter `id`; answers once it leads.
+    pub async fn transfer_leader(&self, who: &Principal, id: u64) -> Result<MembersView, ApiError> {
+        self.node.transfer_leader(id, TRANSFER_WITHIN).await.map_err(membership_error)?;
+        tracing::info!(node = id, by = %who.email, "leadership handed over");
         Ok(self.members_view())
     }
 

@@ -4,6 +4,7 @@
 //! function and its own digest:
 //! - [`serving`]: predictions (with idempotency records) and the model catalog;
 //! - [`platform`]: users, roles, tokens and datasets;
+//! - [`training`]: container templates, train jobs and their trials;
 //! - [`integrity`]: the state digest and the leader's checkpoints.
 //!
 //! [`Command`] and [`AppliedState`] hold one field or variant per domain, and
@@ -15,7 +16,9 @@
 pub mod integrity;
 pub mod platform;
 pub mod serving;
+pub mod training;
 pub(crate) mod v1;
+pub(crate) mod v2;
 
 use std::collections::BTreeSet;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,6 +32,7 @@ use crate::types::{Entry, LogId, StoredMembership};
 use integrity::{Integrity, IntegrityCommand};
 use platform::{PlatformCommand, PlatformResult, PlatformState};
 use serving::{Executor, RecordStore, Retention, ServingCommand, ServingResult, ServingState};
+use training::{TrainingCommand, TrainingResult, TrainingState};
 
 /// One entry's command, by domain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +40,7 @@ pub enum Command {
     Serving(ServingCommand),
     Integrity(IntegrityCommand),
     Platform(PlatformCommand),
+    Training(TrainingCommand),
 }
 
 /// What applying an entry produced.
@@ -48,6 +53,7 @@ pub enum CommandResult {
     /// The command had no effect (for example, deleting a default version).
     Refused(Refusal),
     Platform(PlatformResult),
+    Training(TrainingResult),
 }
 
 /// Why a command had no effect.
@@ -160,6 +166,7 @@ pub struct AppliedState {
     pub serving: ServingState,
     pub integrity: Integrity,
     pub platform: PlatformState,
+    pub training: TrainingState,
 }
 
 impl AppliedState {
@@ -177,6 +184,9 @@ impl AppliedState {
         let mut domains = vec![("serving", self.serving.digest())];
         if !self.platform.digest().is_empty() {
             domains.push(("platform", self.platform.digest()));
+        }
+        if !self.training.digest().is_empty() {
+            domains.push(("training", self.training.digest()));
         }
         self.integrity.observe(log_id.index, &domains);
     }
@@ -230,8 +240,19 @@ pub fn apply_entries(state: &RwLock<AppliedState>, env: &ApplyEnv, entries: Vec<
                 s = write(state);
                 result
             }
+            EntryPayload::Normal(LogPayload {
+                command: Command::Platform(PlatformCommand::DeleteDataset { name }),
+                ..
+            }) if s.training.job_using_dataset(&name).is_some() => {
+                let job = s.training.job_using_dataset(&name).map_or(0, |j| j.id);
+                CommandResult::Refused(Refusal::conflict(format!("train job {job} uses dataset {name:?}")))
+            }
             EntryPayload::Normal(LogPayload { command: Command::Platform(cmd), .. }) => {
                 platform::apply(&mut s.platform, log_id.index, cmd)
+            }
+            EntryPayload::Normal(LogPayload { command: Command::Training(cmd), .. }) => {
+                let s = &mut *s;
+                training::apply(&mut s.training, &s.platform, log_id.index, cmd)
             }
             EntryPayload::Membership(m) => {
                 s.membership = StoredMembership::new(Some(log_id), m);

@@ -1,6 +1,7 @@
 //! The applied state as snapshot format 1 laid it out, frozen, so that
 //! snapshots written by format-1 binaries still decode. Format 2 added the
-//! serving domain's apps and the platform domain.
+//! serving domain's apps and the platform domain, format 3 the training
+//! domain.
 
 use serde::Deserialize;
 
@@ -34,6 +35,7 @@ impl From<AppliedStateV1> for AppliedState {
             serving: ServingState::from_v1(catalog, records, predictions_run, digest),
             integrity: v1.integrity,
             platform: Default::default(),
+            training: Default::default(),
         }
     }
 }

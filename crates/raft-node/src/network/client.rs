@@ -169,16 +169,18 @@ pub enum ReadIndexError {
     NoQuorum(String),
 }
 
-/// Asks the leader for its read index, honouring fault injection like the
-/// rest of the transport. Keeps one channel per leader address.
+/// The node's own calls to one peer outside openraft's replication: the
+/// leader's read index, and the steps of a leadership handover. They honour
+/// fault injection like the rest of the transport. Keeps one channel per
+/// peer address.
 #[derive(Clone)]
-pub struct ReadIndexClient {
+pub struct PeerCalls {
     self_id: NodeId,
     faults: Faults,
     clients: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, RaftServiceClient<Channel>>>>,
 }
 
-impl ReadIndexClient {
+impl PeerCalls {
     pub fn new(self_id: NodeId, faults: Faults) -> Self {
         Self { self_id, faults, clients: Default::default() }
     }
@@ -216,4 +218,34 @@ impl ReadIndexClient {
             Err(e) => Err(unreachable(&e)),
         }
     }
+
+    /// Sends one handover step to a peer and waits for its answer.
+    pub async fn handover(&self, peer: NodeId, addr: &str, step: &Handover, ttl: Duration) -> Result<(), String> {
+        if self.faults.is_cut(peer) {
+            return Err(TransportError::Partitioned(peer).to_string());
+        }
+        self.faults.apply_delay().await;
+        let request = codec::request(self.self_id, step).map_err(|e| e.to_string())?;
+        let mut client = self.client(addr).map_err(|e| e.to_string())?;
+        let reply = match tokio::time::timeout(ttl, client.handover(request)).await {
+            Err(_) => return Err(TransportError::TimedOut(ttl).to_string()),
+            Ok(Err(status)) => return Err(status.message().to_string()),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        match codec::open_reply::<(), String>(reply) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(refused)) => Err(refused),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// One step of a leadership handover, sent by the leader to a peer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Handover {
+    /// Do not start an election of your own for this long: the leader is
+    /// about to go quiet so that the chosen voter can win one.
+    PauseElections { ms: u64 },
+    /// Stand for election now.
+    Elect,
 }

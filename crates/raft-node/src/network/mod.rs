@@ -7,7 +7,7 @@ pub mod codec;
 pub mod faults;
 pub mod server;
 
-pub use client::{NetworkFactory, ReadIndexClient, ReadIndexError};
+pub use client::{Handover, NetworkFactory, PeerCalls, ReadIndexError};
 pub use faults::{FaultReport, Faults};
 pub use server::RaftGrpcService;
 

@@ -1,10 +1,13 @@
 //! Inbound Raft RPCs: decode, check fault injection, hand to openraft.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest, VoteResponse};
 use tonic::{Request, Response, Status};
 
+use super::client::Handover;
 use super::codec;
 use super::faults::Faults;
 use super::pb::raft_service_server::{RaftService, RaftServiceServer};
@@ -19,6 +22,9 @@ pub struct RaftGrpcService {
     faults: Faults,
     /// Until then, vote requests are refused (see `new`).
     refuse_votes_until: Option<Instant>,
+    /// Bumped by every `PauseElections`, so that only the latest pause turns
+    /// elections back on when it ends.
+    election_pauses: Arc<AtomicU64>,
 }
 
 impl RaftGrpcService {
@@ -30,7 +36,7 @@ impl RaftGrpcService {
     /// when its election times out). A brand-new cluster merely elects its
     /// first leader a little later.
     pub fn new(raft: Raft, faults: Faults, refuse_votes_until: Option<Instant>) -> Self {
-        Self { raft, faults, refuse_votes_until }
+        Self { raft, faults, refuse_votes_until, election_pauses: Arc::default() }
     }
 
     /// The service wrapped with the message size limits both sides use.
@@ -86,6 +92,40 @@ impl RaftService for RaftGrpcService {
         self.admit(req).await?;
         let res = self.raft.get_read_log_id().await.map(|(read, _applied)| read.map_or(0, |l| l.index));
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
+    }
+
+    async fn handover(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = self.admit(req).await?;
+        let step: Handover = codec::decode(&req.payload).map_err(bad_request)?;
+        let leader = self.raft.metrics().borrow().current_leader;
+        // Only the current leader hands its leadership over.
+        if leader != Some(req.from as NodeId) {
+            let refusal: Result<(), String> = Err(format!("node {} is not this node's leader ({leader:?})", req.from));
+            return Ok(Response::new(codec::reply(refusal).map_err(encode_failed)?));
+        }
+        let result: Result<(), String> = match step {
+            Handover::PauseElections { ms } => {
+                // Bounded, so a lost leader cannot leave this node unable to
+                // ever start an election.
+                let ms = ms.min(10_000);
+                let generation = self.election_pauses.fetch_add(1, Ordering::SeqCst) + 1;
+                self.raft.runtime_config().elect(false);
+                tracing::info!(from = req.from, ms, "elections paused for a leadership handover");
+                let (raft, pauses) = (self.raft.clone(), self.election_pauses.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    if pauses.load(Ordering::SeqCst) == generation {
+                        raft.runtime_config().elect(true);
+                    }
+                });
+                Ok(())
+            }
+            Handover::Elect => {
+                tracing::info!(from = req.from, "standing for election: the leader hands over to this node");
+                self.raft.trigger().elect().await.map_err(|e| e.to_string())
+            }
+        };
+        Ok(Response::new(codec::reply(result).map_err(encode_failed)?))
     }
 
     async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

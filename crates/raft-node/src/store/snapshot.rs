@@ -68,6 +68,7 @@ pub fn decode_state(format: u32, bytes: &[u8]) -> Result<AppliedState, SnapshotE
     // Older formats decode through frozen copies of their types.
     match format {
         1 => bincode::deserialize::<crate::domains::v1::AppliedStateV1>(bytes).map(Into::into).map_err(corrupt),
+        2 => bincode::deserialize::<crate::domains::v2::AppliedStateV2>(bytes).map(Into::into).map_err(corrupt),
         _ => bincode::deserialize(bytes).map_err(corrupt),
     }
 }
