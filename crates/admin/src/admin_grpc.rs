@@ -38,17 +38,18 @@ use pb::admin_server::{Admin, AdminServer};
 /// The admin service as axum routes, ready to merge into the HTTP router.
 pub fn router(app: AppState) -> axum::Router {
     let max = app.config.max_body_bytes;
+    let training = crate::training_grpc::server(app.clone()).max_decoding_message_size(max);
     let svc = AdminServer::new(AdminService { app }).max_decoding_message_size(max);
-    Routes::new(svc).prepare().into_axum_router().reset_fallback()
+    Routes::new(svc).add_service(training).prepare().into_axum_router().reset_fallback()
 }
 
 struct AdminService {
     app: AppState,
 }
 
-type Answered<T> = Result<Response<T>, Status>;
+pub(crate) type Answered<T> = Result<Response<T>, Status>;
 
-fn answer<T>(r: Result<T, ApiError>) -> Answered<T> {
+pub(crate) fn answer<T>(r: Result<T, ApiError>) -> Answered<T> {
     r.map(Response::new).map_err(ApiError::into_status)
 }
 
@@ -56,21 +57,33 @@ fn headers_of<T>(req: &Request<T>) -> HeaderMap {
     req.metadata().clone().into_headers()
 }
 
+/// Authorizes the caller of `req` for `roles`, after the read barrier
+/// (so that a token issued through another node is known here).
+pub(crate) async fn caller<T>(
+    app: &AppState,
+    req: &Request<T>,
+    roles: &[Role],
+) -> Result<crate::auth::Principal, ApiError> {
+    let headers = headers_of(req);
+    app.read_barrier(Consistency::from_request(None, &headers)?).await?;
+    app.authorize(bearer(&headers), roles)
+}
+
+/// Authorizes the caller of a write: on a follower the answer is the
+/// leader's address, before the token is looked at (the leader has
+/// applied every token it issued; a follower may lag).
+pub(crate) fn writer<T>(app: &AppState, req: &Request<T>, roles: &[Role]) -> Result<crate::auth::Principal, ApiError> {
+    app.require_leader()?;
+    app.authorize(bearer(&headers_of(req)), roles)
+}
+
 impl AdminService {
-    /// Authorizes the caller of `req` for `roles`, after the read barrier
-    /// (so that a token issued through another node is known here).
     async fn caller<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<crate::auth::Principal, ApiError> {
-        let headers = headers_of(req);
-        self.app.read_barrier(Consistency::from_request(None, &headers)?).await?;
-        self.app.authorize(bearer(&headers), roles)
+        caller(&self.app, req, roles).await
     }
 
-    /// Authorizes the caller of a write: on a follower the answer is the
-    /// leader's address, before the token is looked at (the leader has
-    /// applied every token it issued; a follower may lag).
     fn writer<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<crate::auth::Principal, ApiError> {
-        self.app.require_leader()?;
-        self.app.authorize(bearer(&headers_of(req)), roles)
+        writer(&self.app, req, roles)
     }
 
     /// The read barrier alone, for reads open to everyone.

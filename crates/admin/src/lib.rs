@@ -18,6 +18,9 @@
 //! - [`platform`]: the admin service (users, tokens, datasets, apps), one
 //!   set of operations behind the REST routes in [`api`] and the gRPC admin
 //!   service in [`admin_grpc`]; [`write`] appends their commands.
+//! - [`training`]: train jobs: the service, the leader's orchestrator, the
+//!   worker runtimes and the shared directory; REST in [`api_training`],
+//!   gRPC in [`training_grpc`].
 //! - [`openapi`]: the OpenAPI document of the REST API.
 //! - [`auth`]: bearer tokens, roles, and the `/control` rule.
 //! - [`extract`]: JSON body extraction with JSON errors.
@@ -25,6 +28,7 @@
 
 pub mod admin_grpc;
 pub mod api;
+pub mod api_training;
 pub mod auth;
 pub mod consistency;
 pub mod control;
@@ -42,6 +46,8 @@ pub mod predictions;
 pub mod server;
 pub mod service;
 pub mod status;
+pub mod training;
+pub mod training_grpc;
 pub mod v2;
 pub mod write;
 

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::server::AppState;
-use crate::{api, control, metrics, models, predict, predictions, status, v2};
+use crate::{api, api_training, control, metrics, models, predict, predictions, status, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -57,6 +57,15 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::add_node))
         .routes(routes!(api::remove_node))
         .routes(routes!(api::transfer_leader))
+        .routes(routes!(api_training::list_templates, api_training::register_template))
+        .routes(routes!(api_training::delete_template))
+        .routes(routes!(api_training::list_jobs, api_training::create_job))
+        .routes(routes!(api_training::show_job))
+        .routes(routes!(api_training::stop_job))
+        .routes(routes!(api_training::job_trials))
+        .routes(routes!(api_training::best_trials))
+        .routes(routes!(api_training::trial_logs))
+        .routes(routes!(api_training::node_logs))
         .routes(routes!(models::list))
         .routes(routes!(models::show, models::upload))
         .routes(routes!(models::set_default))

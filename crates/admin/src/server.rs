@@ -48,6 +48,8 @@ pub struct AppState {
     pub pending: Arc<Mutex<HashSet<String>>>,
     /// Request counts and recent latencies per app, on this node.
     pub latency: Arc<crate::platform::apps::LatencyBook>,
+    /// The shared directory and the worker runtimes of train jobs.
+    pub training: Arc<crate::training::TrainingEnv>,
     exit: watch::Sender<bool>,
 }
 
@@ -107,6 +109,7 @@ impl HttpServer {
         batcher: Batcher,
         config: HttpConfig,
         metrics: Option<PrometheusHandle>,
+        training: crate::training::TrainingEnv,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let (exit, exit_requested) = watch::channel(false);
@@ -118,9 +121,11 @@ impl HttpServer {
             metrics,
             pending: Arc::default(),
             latency: Arc::default(),
+            training: Arc::new(training),
             exit,
         };
         spawn_bootstrap(&state);
+        crate::training::orchestrator::spawn(&state, state.training.clone());
         Ok(Self { listener, state, exit_requested })
     }
 

@@ -148,7 +148,7 @@ pub enum ClusterCmd {
 }
 
 /// Prints `value` as JSON, or the table `table` renders.
-fn show<T: Serialize>(conn: &Conn, value: &T, table: impl FnOnce(&T) -> String) {
+pub(crate) fn show<T: Serialize>(conn: &Conn, value: &T, table: impl FnOnce(&T) -> String) {
     if conn.json {
         println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
     } else {

@@ -109,8 +109,15 @@ impl ClusterSpec {
         self.dir.join(format!("node-{i}"))
     }
 
+    /// The directory every node shares: train jobs' data and outputs, and
+    /// every log.
+    pub fn shared_dir(&self) -> PathBuf {
+        self.dir.join("shared")
+    }
+
+    /// The nodes' own logs, in the shared directory.
     pub fn log_dir(&self) -> PathBuf {
-        self.dir.join("logs")
+        self.shared_dir().join("logs/nodes")
     }
 
     pub fn log_file(&self, i: usize) -> PathBuf {
@@ -142,7 +149,9 @@ impl ClusterSpec {
             .arg("--data-dir")
             .arg(self.node_dir(i))
             .arg("--log-dir")
-            .arg(self.log_dir());
+            .arg(self.log_dir())
+            .arg("--shared-dir")
+            .arg(self.shared_dir());
         // A founder knows the founders; a joiner knows them and itself.
         for j in (0..self.founders.min(self.len())).chain((i >= self.founders).then_some(i)) {
             cmd.arg("--member").arg(format!("{j}={}/{}", self.raft[j], self.http[j]));

@@ -8,6 +8,7 @@
 //! - [`admin_cmd`]: `boat login|logout|users|datasets|models|apps|cluster|predict|status|control`
 //!   over the gRPC admin service ([`rpc`]: connection, leader following and
 //!   tokens; [`table`]: plain-text tables).
+//! - [`train_cmd`]: `boat templates|jobs|logs` over the gRPC training service.
 //! - [`client`]: HTTP client for the cluster's API.
 //! - [`bench`]: `boat bench`, throughput, latency and failover measurements.
 //! - [`bench_serving`]: `boat bench serving`, raw runtime vs one node vs three nodes.
@@ -31,3 +32,4 @@ pub mod node_cmd;
 pub mod onnx_builder;
 pub mod rpc;
 pub mod table;
+pub mod train_cmd;

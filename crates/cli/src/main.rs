@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use boat::rpc::Conn;
-use boat::{admin_cmd, bench, deploy, logging, node_cmd};
+use boat::{admin_cmd, bench, deploy, logging, node_cmd, train_cmd};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -77,6 +77,27 @@ enum Cmd {
         #[command(subcommand)]
         cmd: admin_cmd::ClusterCmd,
     },
+    /// Model templates: built-in trainers and registered container images.
+    Templates {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: train_cmd::TemplatesCmd,
+    },
+    /// Train jobs: create, list, show, stop, trials, best, watch.
+    Jobs {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: train_cmd::JobsCmd,
+    },
+    /// Trial and node logs from the shared directory.
+    Logs {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: train_cmd::LogsCmd,
+    },
     /// Send a prediction to a model or an app, through the leader.
     Predict {
         #[command(flatten)]
@@ -104,6 +125,9 @@ enum Cmd {
     },
     /// Measure throughput, latency and failover on a fresh local cluster.
     Bench(bench::BenchArgs),
+    /// Run one train-job trial as the worker contract in the environment
+    /// says (started by the orchestrator, in a process or a container).
+    Worker,
 }
 
 /// Runs a client command; a failure is one line (JSON with `--json`) and
@@ -137,7 +161,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Node(args) => {
             let rotation = logging::Rotation { max_bytes: args.log_max_bytes, keep: args.log_files };
-            let _guard = logging::init_node(args.log_dir.as_deref(), &format!("node-{}.log", args.id), rotation)?;
+            let log_dir = args.log_dir.clone().unwrap_or_else(|| args.shared_dir.join("logs/nodes"));
+            let _guard = logging::init_node(Some(&log_dir), &format!("node-{}.log", args.id), rotation)?;
             logging::log_panics();
             runtime.block_on(node_cmd::run(args))?;
         }
@@ -164,6 +189,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Models { conn, cmd } => client(&runtime, conn.json, admin_cmd::models(&conn, cmd)),
         Cmd::Apps { conn, cmd } => client(&runtime, conn.json, admin_cmd::apps(&conn, cmd)),
         Cmd::Cluster { conn, cmd } => client(&runtime, conn.json, admin_cmd::cluster(&conn, cmd)),
+        Cmd::Templates { conn, cmd } => client(&runtime, conn.json, train_cmd::templates(&conn, cmd)),
+        Cmd::Jobs { conn, cmd } => client(&runtime, conn.json, train_cmd::jobs(&conn, cmd)),
+        Cmd::Logs { conn, cmd } => client(&runtime, conn.json, train_cmd::logs(&conn, cmd)),
         Cmd::Predict { conn, input, model, version, key } => {
             client(&runtime, conn.json, admin_cmd::predict(&conn, input, model, key, version))
         }
@@ -171,6 +199,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(args) => {
             logging::init_client();
             runtime.block_on(bench::run(args))?;
+        }
+        Cmd::Worker => {
+            drop(runtime);
+            if let Err(e) = boat_training::worker::run_from_env() {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use boat_admin::training::shared::SharedDir;
+use boat_admin::training::TrainingEnv;
 use boat_admin::{HttpConfig, HttpServer};
+use boat_raft::domains::training::WorkerRuntime;
 use boat_raft::{BatchConfig, Batcher, BoatNode, Domains, Executor, NodeConfig, RaftNode, RaftTuning, Retention};
 use boat_serving::{ModelRegistry, RegistryConfig};
 use clap::Args;
@@ -34,9 +37,21 @@ pub struct NodeArgs {
     /// Directory for this node's Raft log, snapshots and state.
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// Directory for this node's log file (node-ID.log); stderr only when absent.
+    /// Directory for this node's log file (node-ID.log); default: the
+    /// shared directory's logs/nodes.
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
+    /// The directory train jobs share: their data, trial outputs and logs.
+    /// On several hosts, the same NFS mount on every one.
+    #[arg(long, default_value = ".boat/shared")]
+    pub shared_dir: PathBuf,
+    /// Where train-job workers run unless a job says: local (child
+    /// processes of the leader), docker or swarm.
+    #[arg(long, default_value = "local")]
+    pub worker_runtime: String,
+    /// Boat's own worker image, for the docker and swarm runtimes.
+    #[arg(long, default_value = "boat-worker:latest")]
+    pub worker_image: String,
     /// Rotate the log file once it grows past this many bytes.
     #[arg(long, default_value_t = crate::logging::Rotation::default().max_bytes)]
     pub log_max_bytes: usize,
@@ -184,6 +199,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
         queue_capacity: args.queue_capacity,
     };
     let batcher = Batcher::new(&node, batch).map_err(anyhow::Error::msg).context("batching settings")?;
+    let training = training_env(&args)?;
     let http = HttpServer::bind(
         node.clone(),
         batcher,
@@ -196,6 +212,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
             admin_token,
         },
         Some(metrics),
+        training,
     )
     .await
     .with_context(|| format!("binding HTTP on {}", args.http))?;
@@ -234,4 +251,20 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
+}
+
+/// The shared directory (made absolute, so workers find it from anywhere)
+/// and the worker runtimes this node offers.
+fn training_env(args: &NodeArgs) -> anyhow::Result<TrainingEnv> {
+    std::fs::create_dir_all(&args.shared_dir)
+        .with_context(|| format!("creating the shared directory {}", args.shared_dir.display()))?;
+    let shared = std::fs::canonicalize(&args.shared_dir)?;
+    let program = std::env::current_exe().context("finding this boat binary for local workers")?;
+    let runtime = WorkerRuntime::parse(&args.worker_runtime)
+        .with_context(|| format!("--worker-runtime {:?}: use local, docker or swarm", args.worker_runtime))?;
+    let env = TrainingEnv::local_only(SharedDir::new(shared), program, "no Docker engine is configured on this node");
+    if runtime != WorkerRuntime::Local {
+        bail!("--worker-runtime {}: {}", runtime.as_str(), env.runtime(runtime).err().unwrap_or_default());
+    }
+    Ok(env)
 }

@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use boat_admin::admin_grpc::pb::admin_client::AdminClient;
+use boat_admin::admin_grpc::pb::training_client::TrainingClient;
 use clap::Args;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
+
+/// Largest message a client sends or accepts (model and dataset uploads).
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Where the cluster is and who is calling; shared by the client commands.
 #[derive(Debug, Clone, Args)]
@@ -95,9 +99,33 @@ impl Conn {
 
     /// Calls the admin service, following the leader and retrying through
     /// elections. `call` builds and sends the request on a client.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> anyhow::Result<T>
+    pub async fn call<T, F, Fut>(&self, call: F) -> anyhow::Result<T>
     where
         F: FnMut(AdminClient<Channel>, Request<()>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let client = |ch: Channel| {
+            AdminClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
+        };
+        self.call_on(client, call).await
+    }
+
+    /// Calls the training service, as [`Self::call`] does the admin one.
+    pub async fn train<T, F, Fut>(&self, call: F) -> anyhow::Result<T>
+    where
+        F: FnMut(TrainingClient<Channel>, Request<()>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let client = |ch: Channel| {
+            TrainingClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
+        };
+        self.call_on(client, call).await
+    }
+
+    /// Calls a service of the node's gRPC port on the client `make` builds.
+    async fn call_on<C, T, F, Fut>(&self, make: impl Fn(Channel) -> C, mut call: F) -> anyhow::Result<T>
+    where
+        F: FnMut(C, Request<()>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let token = self.resolve_token()?;
@@ -115,8 +143,12 @@ impl Conn {
                     urls[(next - 1) % urls.len()].clone()
                 }
             };
-            let client = match AdminClient::connect(url.clone()).await {
-                Ok(c) => c.max_decoding_message_size(256 * 1024 * 1024).max_encoding_message_size(256 * 1024 * 1024),
+            let channel = match Endpoint::from_shared(url.clone()) {
+                Ok(endpoint) => endpoint.connect().await.map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e)),
+            };
+            let client = match channel {
+                Ok(ch) => make(ch),
                 Err(e) => {
                     last = Some(anyhow::anyhow!("{url} is unreachable: {e}"));
                     pause(next, urls.len()).await;
