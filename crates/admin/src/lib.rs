@@ -42,6 +42,7 @@ pub mod predictions;
 pub mod server;
 pub mod service;
 pub mod status;
+pub mod training;
 pub mod v2;
 pub mod write;
 

@@ -1,0 +1,2 @@
+//! (temporary on this branch: only the runtimes)
+pub mod runtime;
