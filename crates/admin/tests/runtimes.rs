@@ -168,6 +168,19 @@ impl Lines {
         Arc::new(move |line: &str| lines.lock().unwrap().push(line.to_string()))
     }
 
+    /// Whether every log stream feeding this collector has ended (dropped
+    /// its sink) within `timeout`.
+    async fn closed_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Arc::strong_count(&self.0) > 1 {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     fn all(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
@@ -336,6 +349,11 @@ async fn exercise(rt: &dyn Runtime, setup: &Setup, kind: &str) {
     assert!(lines.iter().any(|l| l.starts_with("probe loaded /opt/onnxruntime/")), "{kind}: {lines:?}");
     eprintln!("{kind}: probe's first line {first_line:.1?} after launch; seen exited {took:.1?} after launch (it sleeps 1.5 s)");
 
+    // The output stream ends soon after the worker.
+    let ended_at = Instant::now();
+    assert!(probe_lines.closed_within(Duration::from_secs(5)).await, "{kind}: the output stream outlives the worker");
+    eprintln!("{kind}: the probe's output stream ended {:.1?} after its exit was seen", ended_at.elapsed());
+
     // Another leader following the ended probe gets its output again.
     let again = Lines::default();
     rt.follow(&id, 0, again.sink()).await.expect("follow");
@@ -352,6 +370,8 @@ async fn exercise(rt: &dyn Runtime, setup: &Setup, kind: &str) {
         rt.remove(id).await.expect("remove");
     }
     rt.remove(&id).await.expect("removing twice is fine");
+    assert!(probe_lines.closed_within(Duration::from_secs(10)).await, "{kind}: an output stream outlives its worker");
+    assert!(again.closed_within(Duration::from_secs(10)).await, "{kind}: a followed stream outlives its worker");
     assert_eq!(rt.list().await.expect("list"), vec![]);
 }
 

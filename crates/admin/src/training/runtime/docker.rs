@@ -13,6 +13,7 @@
 //! [`connect`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -37,12 +38,23 @@ use super::{
 /// How long [`connect`] waits for the engine to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a container may stay made but not started before it counts
+/// as failed.
+const START_GRACE: Duration = Duration::from_secs(60);
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 /// Connects to the local Docker engine (`DOCKER_HOST` when it names a Unix
 /// socket, else `/var/run/docker.sock`) and checks that it answers. The
 /// error says why no engine can be used, in a sentence.
 pub async fn connect() -> Result<Docker, String> {
     let docker = Docker::connect_with_local_defaults().map_err(|e| format!("cannot set up a Docker client: {e}"))?;
-    let socket = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| h.starts_with("unix://"))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
         Err(_) => return Err(format!("the Docker engine at {socket} did not answer within {PING_TIMEOUT:?}")),
         Ok(Err(e)) => return Err(format!("no Docker engine answers at {socket}: {e}")),
@@ -94,7 +106,7 @@ impl DockerRuntime {
             }
             // Created (not started yet, or its start failed), exited, dead:
             // the details are in the container's own state.
-            _ => match self.ended_state(&id).await? {
+            _ => match self.ended_state(&id, c.created).await? {
                 Some(state) => state,
                 None => return Ok(None),
             },
@@ -103,7 +115,8 @@ impl DockerRuntime {
     }
 
     /// The state of a container that does not run, from its inspection.
-    async fn ended_state(&self, id: &str) -> Result<Option<WorkerState>, RuntimeError> {
+    /// `created` is when the container was made (Unix seconds).
+    async fn ended_state(&self, id: &str, created: Option<i64>) -> Result<Option<WorkerState>, RuntimeError> {
         let inspected = match self.docker.inspect_container(id, None).await {
             Ok(i) => i,
             Err(e) if is_not_found(&e) => return Ok(None),
@@ -112,8 +125,13 @@ impl DockerRuntime {
         let state = inspected.state.unwrap_or_default();
         let error = state.error.filter(|e| !e.is_empty());
         Ok(Some(match state.status {
+            // Launch starts a container right after making it: one that
+            // stays unstarted was left by a leader that died in between.
             Some(ContainerStateStatusEnum::CREATED) => match error {
                 Some(e) => WorkerState::Failed { reason: format!("the container did not start: {e}") },
+                None if created.is_some_and(|t| unix_now() - t > START_GRACE.as_secs() as i64) => {
+                    WorkerState::Failed { reason: "the container was made but never started".into() }
+                }
                 None => WorkerState::Running,
             },
             Some(ContainerStateStatusEnum::EXITED) if state.oom_killed == Some(true) => {
@@ -150,7 +168,8 @@ impl DockerRuntime {
             .build();
         let stream = self.docker.logs(id, Some(options));
         let what = format!("container {id}");
-        tokio::spawn(forward_logs(stream, log, what));
+        // The engine ends a container's log stream when the container ends.
+        tokio::spawn(forward_logs(stream, log, what, std::future::pending()));
     }
 }
 
@@ -351,19 +370,43 @@ fn emit(line: &[u8], log: &LineSink) {
     log(&String::from_utf8_lossy(line));
 }
 
+/// How long an output stream may stay silent, once its worker is known to
+/// have ended, before it is taken to have said everything.
+const QUIET_AFTER_END: Duration = Duration::from_secs(1);
+
 /// Sends every line of an engine log stream to `log`, stdout and stderr
-/// each cut into lines on its own, until the stream ends.
-pub(super) async fn forward_logs<S>(stream: S, log: LineSink, what: String)
+/// each cut into lines on its own, until the stream ends, or until
+/// `worker_ended` completes and the stream then goes quiet (for streams the
+/// engine keeps open after the worker's end).
+pub(super) async fn forward_logs<S, E>(stream: S, log: LineSink, what: String, worker_ended: E)
 where
     S: Stream<Item = Result<LogOutput, EngineError>>,
+    E: Future<Output = ()>,
 {
     let mut stream = std::pin::pin!(stream);
+    let mut worker_ended = std::pin::pin!(worker_ended);
+    let mut ended = false;
     let (mut out, mut err) = (Lines::default(), Lines::default());
-    while let Some(item) = stream.next().await {
+    loop {
+        let item = if ended {
+            match tokio::time::timeout(QUIET_AFTER_END, stream.next()).await {
+                Ok(item) => item,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                item = stream.next() => item,
+                () = &mut worker_ended => {
+                    ended = true;
+                    continue;
+                }
+            }
+        };
         match item {
-            Ok(LogOutput::StdErr { message }) => err.push(&message, &log),
-            Ok(other) => out.push(other.as_ref(), &log),
-            Err(e) => {
+            None => break,
+            Some(Ok(LogOutput::StdErr { message })) => err.push(&message, &log),
+            Some(Ok(other)) => out.push(other.as_ref(), &log),
+            Some(Err(e)) => {
                 tracing::warn!("the output of {what} stopped: {e}");
                 break;
             }
@@ -432,7 +475,16 @@ mod tests {
             Ok(LogOutput::StdErr { message: "err\r\n".into() }),
             Ok(LogOutput::StdOut { message: "o\nthree".into() }),
         ];
-        forward_logs(futures::stream::iter(chunks), sink, "test".into()).await;
+        forward_logs(futures::stream::iter(chunks), sink.clone(), "test".into(), std::future::pending()).await;
         assert_eq!(*lines.lock().unwrap(), ["one", "err", "two", "three"]);
+
+        // A stream that stays open ends once its worker has and it is quiet.
+        lines.lock().unwrap().clear();
+        let open =
+            futures::stream::iter([Ok(LogOutput::StdOut { message: "last".into() })]).chain(futures::stream::pending());
+        let started = std::time::Instant::now();
+        forward_logs(open, sink, "test".into(), tokio::time::sleep(Duration::from_millis(100))).await;
+        assert_eq!(*lines.lock().unwrap(), ["last"]);
+        assert!(started.elapsed() >= QUIET_AFTER_END);
     }
 }

@@ -50,8 +50,9 @@ pub async fn image_exists(docker: &Docker, tag: &str) -> bool {
 
 /// Builds Boat's worker image under `tag` from the `boat` binary at
 /// `boat_bin` and the ONNX Runtime library at `ort_lib` (see the module
-/// documentation for what goes in it). Build output is logged at debug
-/// level; a failure says which step failed and why.
+/// documentation for what goes in it). The builder's steps are logged at
+/// info level, the rest of its output at debug; a failure says what failed
+/// and what the engine said.
 pub async fn build_boat_image(docker: &Docker, tag: &str, boat_bin: &Path, ort_lib: &Path) -> Result<(), RuntimeError> {
     let (boat_bin, ort_lib) = (boat_bin.to_path_buf(), ort_lib.to_path_buf());
     let context = tokio::task::spawn_blocking(move || build_context(&boat_bin, &ort_lib))
@@ -64,7 +65,11 @@ pub async fn build_boat_image(docker: &Docker, tag: &str, boat_bin: &Path, ort_l
     while let Some(step) = progress.next().await {
         let info = step.map_err(|e| engine_error(&format!("building image {tag}"), e))?;
         if let Some(line) = info.stream.as_deref().map(str::trim_end).filter(|l| !l.is_empty()) {
-            tracing::debug!("building {tag}: {line}");
+            if line.starts_with("Step ") {
+                tracing::info!("building {tag}: {line}");
+            } else {
+                tracing::debug!("building {tag}: {line}");
+            }
         }
         built |= info.aux.is_some();
     }

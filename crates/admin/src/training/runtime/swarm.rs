@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use boat_raft::domains::training::WorkerRuntime;
 use bollard::models::Limit;
@@ -73,14 +74,37 @@ impl SwarmRuntime {
             .build();
         let stream = self.docker.service_logs(id, Some(options));
         let what = format!("service {id}");
-        tokio::spawn(forward_logs(stream, log, what));
+        // The engine keeps a service's log stream open after its task has
+        // ended (and even after the service is gone): it is closed here
+        // once the worker has ended and its output has gone quiet.
+        let ended = until_ended(self.docker.clone(), id.to_string());
+        tokio::spawn(forward_logs(stream, log, what, ended));
     }
+}
 
-    async fn tasks(&self, service: &str) -> Result<Vec<Task>, RuntimeError> {
-        let filters = HashMap::from([("service", vec![service.to_string()])]);
-        let options = ListTasksOptionsBuilder::new().filters(&filters).build();
-        self.docker.list_tasks(Some(options)).await.map_err(|e| engine_error(&format!("listing tasks of {service}"), e))
+/// How often [`until_ended`] looks at a service.
+const ENDED_POLL: Duration = Duration::from_secs(1);
+
+/// Completes once the worker of `service` has ended or the service is gone.
+async fn until_ended(docker: Docker, service: String) {
+    loop {
+        tokio::time::sleep(ENDED_POLL).await;
+        match docker.inspect_service(&service, None).await {
+            Err(e) if is_not_found(&e) => return,
+            // The engine may be back soon; the log stream fails otherwise.
+            Err(_) => continue,
+            Ok(_) => {}
+        }
+        if tasks(&docker, &service).await.is_ok_and(|t| state_of(&t) != WorkerState::Running) {
+            return;
+        }
     }
+}
+
+async fn tasks(docker: &Docker, service: &str) -> Result<Vec<Task>, RuntimeError> {
+    let filters = HashMap::from([("service", vec![service.to_string()])]);
+    let options = ListTasksOptionsBuilder::new().filters(&filters).build();
+    docker.list_tasks(Some(options)).await.map_err(|e| engine_error(&format!("listing tasks of {service}"), e))
 }
 
 /// A worker's state from its service's tasks. With one replica and no
@@ -211,7 +235,7 @@ impl Runtime for SwarmRuntime {
             let Some(id) = service.id else { continue };
             let Some(labels) = service.spec.and_then(|s| s.labels) else { continue };
             let Some((job, trial, attempt)) = worker_labels_of(&labels) else { continue };
-            let state = state_of(&self.tasks(&id).await?);
+            let state = state_of(&tasks(&self.docker, &id).await?);
             workers.push(WorkerInfo { id, job, trial, attempt, state });
         }
         Ok(workers)
