@@ -10,6 +10,10 @@
 //! process's children). Containers mount the shared directory at
 //! [`CONTAINER_SHARED_DIR`]; paths in a [`WorkerSpec`] are relative to the
 //! shared directory, so each runtime places them where its workers see them.
+//!
+//! Both container runtimes use one engine connection ([`connect`]) and, for
+//! Boat's own worker, the image [`build_boat_image`] makes from the running
+//! `boat` binary (see [`image`]).
 
 pub mod docker;
 pub mod image;
