@@ -95,6 +95,57 @@ impl Sandbox {
         self.client().upload_model(&self.url(i), name, bytes, Some(&self.token())).await
     }
 
+    /// A JSON call with a bearer token.
+    pub async fn api(
+        &self,
+        i: usize,
+        method: boat::client::Method,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+    ) -> Reply {
+        self.client().send_json(method, &self.url(i), path, body.as_ref(), Some(token)).await.expect("node answers")
+    }
+
+    /// Uploads the shipped `datasets/<file>` as a classification dataset.
+    pub async fn upload_dataset(&self, i: usize, name: &str, file: &str, token: &str) {
+        let bytes = std::fs::read(workspace_root().join("datasets").join(file)).expect("shipped dataset");
+        let path = format!("/api/datasets/{name}?task=classification");
+        let url = self.url(i);
+        let r = self.client().send_raw(boat::client::Method::POST, &url, &path, "text/csv", bytes, Some(token));
+        let r = r.await.expect("node answers");
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
+    /// Polls train job `id` through any running node until `done` holds.
+    pub async fn wait_for_job(&self, id: u64, token: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        let mut last = Value::Null;
+        loop {
+            for i in (0..self.cluster.len()).filter(|i| self.cluster.is_running(*i)) {
+                let path = format!("/api/jobs/{id}");
+                if let Ok(r) =
+                    self.client().send_json(boat::client::Method::GET, &self.url(i), &path, None, Some(token)).await
+                {
+                    if r.status == 200 {
+                        if done(&r.body) {
+                            return r.body;
+                        }
+                        last = r.body;
+                        break;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "job {id} did not get there in {within:?}: {last}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The shared directory's path, as the nodes see it.
+    pub fn shared_dir(&self) -> PathBuf {
+        self.cluster.spec.shared_dir()
+    }
+
     /// Polls `/status` of every running node until `check` holds for all.
     pub async fn wait_for_all(&self, what: &str, check: impl Fn(&NodeStatus) -> bool) -> anyhow::Result<()> {
         for i in (0..self.cluster.len()).filter(|i| self.cluster.is_running(*i)) {

@@ -7,13 +7,13 @@
 use std::time::{Duration, Instant};
 
 use boat::client::{Method, Reply};
-use boat_tests::{workspace_root, Sandbox};
+use boat_tests::Sandbox;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "train-pass-1";
 
 async fn api(sb: &Sandbox, node: usize, method: Method, path: &str, body: Option<Value>, token: &str) -> Reply {
-    sb.client().send_json(method, &sb.url(node), path, body.as_ref(), Some(token)).await.unwrap()
+    sb.api(node, method, path, body, token).await
 }
 
 /// Creates a user with `role` as the superadmin and logs them in.
@@ -25,35 +25,6 @@ async fn user(sb: &Sandbox, leader: usize, email: &str, role: &str) -> String {
     let r = sb.client().send_json(Method::POST, &sb.url(leader), "/api/tokens", Some(&body), None).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["token"].as_str().unwrap().to_string()
-}
-
-async fn upload_dataset(sb: &Sandbox, leader: usize, name: &str, file: &str, token: &str) {
-    let bytes = std::fs::read(workspace_root().join("datasets").join(file)).unwrap();
-    let path = format!("/api/datasets/{name}?task=classification");
-    let r = sb.client().send_raw(Method::POST, &sb.url(leader), &path, "text/csv", bytes, Some(token)).await.unwrap();
-    assert_eq!(r.status, 201, "{}", r.text);
-}
-
-/// Polls the job (through any live node) until `done` holds.
-async fn wait_for_job(sb: &Sandbox, id: u64, token: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + within;
-    let mut last = Value::Null;
-    loop {
-        for i in (0..sb.cluster.len()).filter(|i| sb.cluster.is_running(*i)) {
-            let r = sb.client().send_json(Method::GET, &sb.url(i), &format!("/api/jobs/{id}"), None, Some(token)).await;
-            if let Ok(r) = r {
-                if r.status == 200 {
-                    if done(&r.body) {
-                        return r.body;
-                    }
-                    last = r.body;
-                    break;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "job {id} did not get there in {within:?}: {last}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn trials(sb: &Sandbox, node: usize, id: u64, token: &str) -> Vec<Value> {
@@ -68,7 +39,7 @@ async fn a_job_on_iris_trains_deploys_its_best_trials_and_the_app_serves() {
     let leader = sb.wait_for_leader().await.unwrap();
     let dev = user(&sb, leader, "dev@example.org", "APP_DEVELOPER").await;
     let app_user = user(&sb, leader, "user@example.org", "APP_USER").await;
-    upload_dataset(&sb, leader, "iris", "iris.csv", &dev).await;
+    sb.upload_dataset(leader, "iris", "iris.csv", &dev).await;
 
     let templates = api(&sb, leader, Method::GET, "/api/templates", None, &app_user).await;
     let names: Vec<&str> =
@@ -117,7 +88,7 @@ async fn a_job_on_iris_trains_deploys_its_best_trials_and_the_app_serves() {
     assert_eq!(r.status, 409, "{}", r.text);
     assert!(r.body["error"].as_str().unwrap().contains("uses dataset"), "{}", r.text);
 
-    let done = wait_for_job(&sb, id, &dev, Duration::from_secs(300), |j| j["status"] != "running").await;
+    let done = sb.wait_for_job(id, &dev, Duration::from_secs(300), |j| j["status"] != "running").await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["trials_done"], 6, "{done}");
     assert_eq!(done["deployed_to"], "flowers", "{done}");
@@ -199,7 +170,7 @@ async fn a_killed_worker_errors_its_trial_and_a_killed_leader_loses_none() {
     let mut sb = Sandbox::start(3, &[]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();
     let token = sb.token();
-    upload_dataset(&sb, leader, "digits", "digits.csv", &token).await;
+    sb.upload_dataset(leader, "digits", "digits.csv", &token).await;
     // Large, slow networks, so that trials are still running when struck.
     let job = json!({
         "app": "digits", "task": "classification", "train_dataset": "digits", "templates": ["mlp_classifier"],
@@ -225,7 +196,7 @@ async fn a_killed_worker_errors_its_trial_and_a_killed_leader_loses_none() {
     sb.cluster.kill_node(leader).await.unwrap();
     let new_leader = sb.wait_for_leader().await.unwrap();
     assert_ne!(new_leader, leader);
-    let done = wait_for_job(&sb, id, &token, Duration::from_secs(400), |j| j["status"] != "running").await;
+    let done = sb.wait_for_job(id, &token, Duration::from_secs(400), |j| j["status"] != "running").await;
     assert_eq!(done["status"], "completed", "{done}");
 
     let all = trials(&sb, new_leader, id, &token).await;

@@ -9,6 +9,8 @@
 //!   over the gRPC admin service ([`rpc`]: connection, leader following and
 //!   tokens; [`table`]: plain-text tables).
 //! - [`train_cmd`]: `boat templates|jobs|logs` over the gRPC training service.
+//! - [`images_cmd`]: `boat images build` and `boat swarm init|leave` for the
+//!   container worker runtimes.
 //! - [`client`]: HTTP client for the cluster's API.
 //! - [`bench`]: `boat bench`, throughput, latency and failover measurements.
 //! - [`bench_serving`]: `boat bench serving`, raw runtime vs one node vs three nodes.
@@ -27,6 +29,7 @@ pub mod bench_serving;
 pub mod client;
 pub mod cluster;
 pub mod deploy;
+pub mod images_cmd;
 pub mod logging;
 pub mod node_cmd;
 pub mod onnx_builder;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use boat::rpc::Conn;
-use boat::{admin_cmd, bench, deploy, logging, node_cmd, train_cmd};
+use boat::{admin_cmd, bench, deploy, images_cmd, logging, node_cmd, train_cmd};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -125,6 +125,16 @@ enum Cmd {
     },
     /// Measure throughput, latency and failover on a fresh local cluster.
     Bench(bench::BenchArgs),
+    /// Build Boat's worker image on the local Docker engine.
+    Images {
+        #[command(subcommand)]
+        cmd: images_cmd::ImagesCmd,
+    },
+    /// Make the local Docker engine a Swarm manager, or leave the Swarm.
+    Swarm {
+        #[command(subcommand)]
+        cmd: images_cmd::SwarmCmd,
+    },
     /// Run one train-job trial as the worker contract in the environment
     /// says (started by the orchestrator, in a process or a container).
     Worker,
@@ -200,6 +210,8 @@ fn main() -> anyhow::Result<()> {
             logging::init_client();
             runtime.block_on(bench::run(args))?;
         }
+        Cmd::Images { cmd } => client(&runtime, false, images_cmd::images(cmd)),
+        Cmd::Swarm { cmd } => client(&runtime, false, images_cmd::swarm(cmd)),
         Cmd::Worker => {
             drop(runtime);
             if let Err(e) = boat_training::worker::run_from_env() {

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use boat_admin::training::shared::SharedDir;
-use boat_admin::training::TrainingEnv;
+use boat_admin::training::{runtime, TrainingEnv};
 use boat_admin::{HttpConfig, HttpServer};
 use boat_raft::domains::training::WorkerRuntime;
 use boat_raft::{BatchConfig, Batcher, BoatNode, Domains, Executor, NodeConfig, RaftNode, RaftTuning, Retention};
@@ -46,8 +47,10 @@ pub struct NodeArgs {
     #[arg(long, default_value = ".boat/shared")]
     pub shared_dir: PathBuf,
     /// Where train-job workers run unless a job says: local (child
-    /// processes of the leader), docker or swarm.
-    #[arg(long, default_value = "local")]
+    /// processes of the leader), docker, swarm, or auto: swarm on a Swarm
+    /// manager and docker on another engine when Boat's worker image is
+    /// there, local otherwise.
+    #[arg(long, default_value = "auto")]
     pub worker_runtime: String,
     /// Boat's own worker image, for the docker and swarm runtimes.
     #[arg(long, default_value = "boat-worker:latest")]
@@ -199,7 +202,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
         queue_capacity: args.queue_capacity,
     };
     let batcher = Batcher::new(&node, batch).map_err(anyhow::Error::msg).context("batching settings")?;
-    let training = training_env(&args)?;
+    let training = training_env(&args).await?;
     let http = HttpServer::bind(
         node.clone(),
         batcher,
@@ -254,17 +257,60 @@ pub async fn shutdown_signal() {
 }
 
 /// The shared directory (made absolute, so workers find it from anywhere)
-/// and the worker runtimes this node offers.
-fn training_env(args: &NodeArgs) -> anyhow::Result<TrainingEnv> {
+/// and the worker runtimes this node offers: always local processes, and
+/// the docker and swarm runtimes when a Docker engine answers.
+async fn training_env(args: &NodeArgs) -> anyhow::Result<TrainingEnv> {
     std::fs::create_dir_all(&args.shared_dir)
         .with_context(|| format!("creating the shared directory {}", args.shared_dir.display()))?;
     let shared = std::fs::canonicalize(&args.shared_dir)?;
     let program = std::env::current_exe().context("finding this boat binary for local workers")?;
-    let runtime = WorkerRuntime::parse(&args.worker_runtime)
-        .with_context(|| format!("--worker-runtime {:?}: use local, docker or swarm", args.worker_runtime))?;
-    let env = TrainingEnv::local_only(SharedDir::new(shared), program, "no Docker engine is configured on this node");
-    if runtime != WorkerRuntime::Local {
-        bail!("--worker-runtime {}: {}", runtime.as_str(), env.runtime(runtime).err().unwrap_or_default());
+    let wanted = match args.worker_runtime.as_str() {
+        "auto" => None,
+        other => Some(
+            WorkerRuntime::parse(other)
+                .with_context(|| format!("--worker-runtime {other:?}: use auto, local, docker or swarm"))?,
+        ),
+    };
+    let mut env = TrainingEnv::local_only(SharedDir::new(shared.clone()), program, "");
+    match runtime::connect().await {
+        Err(why) => env.docker_unavailable = Some(why),
+        Ok(docker) => {
+            // Workers are labelled with the shared directory's identity: the
+            // nodes of one cluster share it, two clusters on one engine do not.
+            let cluster = boat_raft::sha256_hex(shared.to_string_lossy().as_bytes())[..12].to_string();
+            let image = args.worker_image.clone();
+            let manager = runtime::is_manager(&docker).await;
+            let has_image = runtime::image_exists(&docker, &image).await;
+            env.docker = Some(Arc::new(runtime::DockerRuntime::new(
+                docker.clone(),
+                cluster.clone(),
+                shared.clone(),
+                image.clone(),
+            )));
+            if manager {
+                env.swarm = Some(Arc::new(runtime::SwarmRuntime::new(docker, cluster, shared, image.clone())));
+            } else {
+                env.swarm_unavailable = Some("this Docker engine is not a Swarm manager (boat swarm init)".into());
+            }
+            env.docker_unavailable = None;
+            // Auto picks containers only when Boat's worker image is there.
+            env.default_runtime = match (wanted, manager, has_image) {
+                (Some(w), _, _) => w,
+                (None, true, true) => WorkerRuntime::Swarm,
+                (None, false, true) => WorkerRuntime::Docker,
+                (None, _, false) => WorkerRuntime::Local,
+            };
+        }
     }
+    if let Some(w) = wanted {
+        env.runtime(w).map_err(anyhow::Error::msg).with_context(|| format!("--worker-runtime {}", w.as_str()))?;
+        env.default_runtime = w;
+    }
+    tracing::info!(
+        default = env.default_runtime.as_str(),
+        docker = env.docker.is_some(),
+        swarm = env.swarm.is_some(),
+        "training workers"
+    );
     Ok(env)
 }

@@ -33,6 +33,8 @@ pub struct TrainingEnv {
     pub default_runtime: WorkerRuntime,
     /// Why the container runtimes are missing, for error messages.
     pub docker_unavailable: Option<String>,
+    /// Why the swarm runtime is missing while docker is there.
+    pub swarm_unavailable: Option<String>,
 }
 
 impl TrainingEnv {
@@ -46,16 +48,17 @@ impl TrainingEnv {
             swarm: None,
             default_runtime: WorkerRuntime::Local,
             docker_unavailable: Some(why.into()),
+            swarm_unavailable: None,
         }
     }
 
     pub fn runtime(&self, kind: WorkerRuntime) -> Result<Arc<dyn Runtime>, String> {
         let missing = || {
-            format!(
-                "the {} runtime is not available on this node: {}",
-                kind.as_str(),
-                self.docker_unavailable.as_deref().unwrap_or("it was not configured")
-            )
+            let why = match kind {
+                WorkerRuntime::Swarm => self.swarm_unavailable.as_deref().or(self.docker_unavailable.as_deref()),
+                _ => self.docker_unavailable.as_deref(),
+            };
+            format!("the {} runtime is not available on this node: {}", kind.as_str(), why.unwrap_or("not configured"))
         };
         match kind {
             WorkerRuntime::Local => Ok(self.local.clone()),

@@ -448,8 +448,7 @@ impl Orchestrator {
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
         let knobs = serde_json::to_string(&t.knobs).map_err(|e| e.to_string())?;
-        let env = BTreeMap::from([
-            ("BOAT_TEMPLATE".to_string(), t.template.clone()),
+        let mut env = BTreeMap::from([
             ("BOAT_TASK".to_string(), job.spec.task.as_str().to_string()),
             ("BOAT_KNOBS".to_string(), knobs),
             ("BOAT_TARGET_COLUMN".to_string(), target),
@@ -458,6 +457,11 @@ impl Orchestrator {
             ("BOAT_TRIAL_ID".to_string(), format!("{}-{}", job.id, t.no)),
             ("BOAT_ATTEMPT".to_string(), t.attempt.to_string()),
         ]);
+        // Boat's own worker needs to know which built-in template to train;
+        // a container template's image is its trainer.
+        if image.is_none() {
+            env.insert("BOAT_TEMPLATE".to_string(), t.template.clone());
+        }
         let data = SharedDir::job_data(job.id);
         let paths = BTreeMap::from([
             ("BOAT_TRAIN_PATH".to_string(), data.join("train.csv")),

@@ -10,8 +10,20 @@
 //! process's children). Containers mount the shared directory at
 //! [`CONTAINER_SHARED_DIR`]; paths in a [`WorkerSpec`] are relative to the
 //! shared directory, so each runtime places them where its workers see them.
+//!
+//! Both container runtimes use one engine connection ([`connect`]) and, for
+//! Boat's own worker, the image [`build_boat_image`] makes from the running
+//! `boat` binary (see [`image`]).
 
+pub mod docker;
+pub mod image;
 pub mod local;
+pub mod swarm;
+
+pub use docker::{connect, DockerRuntime};
+pub use image::{build_boat_image, image_exists};
+pub use local::LocalRuntime;
+pub use swarm::{is_manager, SwarmRuntime};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
