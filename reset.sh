@@ -71,7 +71,7 @@ if [ -n "$pid" ]; then
   fi
   echo "reset.sh: stopped node $id (pid $pid)"
 fi
-rm -rf "$dir/node-$id" "$dir/logs/node-$id.log"
+rm -rf "$dir/node-$id" "$dir/shared/logs/nodes/node-$id.log"
 echo "reset.sh: wiped node $id"
 rm -f "$hold"
 

@@ -113,7 +113,7 @@ async fn deploy_supervises_restarts_resets_and_stops_cleanly() {
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
     let said = String::from_utf8_lossy(&reset.stdout);
     assert!(said.contains("removed node 0") && said.contains("is a voter again"), "{said}");
-    let log0 = cluster_dir.join("logs/node-0.log");
+    let log0 = cluster_dir.join("shared/logs/nodes/node-0.log");
     assert!(text(&log0).contains("joining a running cluster"), "node 0 came back as a joiner");
     wait_until("node 0 rejoins from a snapshot", || async { text(&log0).contains("installed snapshot from leader") })
         .await;

@@ -122,10 +122,11 @@ async fn jobs_train_in_containers_and_swarm_services_and_a_container_template_se
     }
 
     let sb = Sandbox::start(3, &["--worker-image", &tag]).unwrap();
+    let leader = sb.wait_for_leader().await.unwrap();
+    // The nodes made the shared directory as they started.
     let shared = std::fs::canonicalize(sb.shared_dir()).unwrap();
     let cluster = boat_raft::sha256_hex(shared.to_string_lossy().as_bytes())[..12].to_string();
     cleanup.label = format!("boat.cluster={cluster}");
-    let leader = sb.wait_for_leader().await.unwrap();
     let token = sb.token();
     sb.upload_dataset(leader, "iris", "iris.csv", &token).await;
 

@@ -3,7 +3,8 @@
 //!
 //! Layout under the cluster directory:
 //! - `node-N/`: node N's data (sled log, snapshots);
-//! - `logs/node-N.log`: node N's log file;
+//! - `shared/`: the directory every node shares (train jobs' data and
+//!   outputs), with `shared/logs/nodes/node-N.log`, node N's log file;
 //! - `node-N.pid`: pid of the running process;
 //! - `node-N.hold`: while present, a supervisor does not restart node N
 //!   (`reset.sh` uses it to wipe a node).
