@@ -353,14 +353,23 @@ async fn watch(conn: &Conn, id: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One log entry as a line: its time (UTC, to the millisecond), attempt
+/// and content.
 fn entry_line(e: &pb::LogEntry) -> String {
-    let at = e.ts_ms as f64 / 1000.0;
+    let ms = e.ts_ms % 86_400_000;
+    let at = format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     if e.kind == "metrics" {
         let values: Vec<String> = e.values.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
-        format!("{at:.3} a{} epoch {} {}", e.attempt, e.epoch, values.join(" "))
+        format!("{at} a{} epoch {} {}", e.attempt, e.epoch, values.join(" "))
     } else {
-        format!("{at:.3} a{} {}", e.attempt, e.message)
+        format!("{at} a{} {}", e.attempt, e.message)
     }
+}
+
+/// Prints a line; false once stdout is closed (`boat logs ... | head`).
+fn emit(line: &str) -> bool {
+    use std::io::Write;
+    writeln!(std::io::stdout(), "{line}").is_ok()
 }
 
 pub async fn logs(conn: &Conn, cmd: LogsCmd) -> anyhow::Result<()> {
@@ -375,10 +384,9 @@ pub async fn logs(conn: &Conn, cmd: LogsCmd) -> anyhow::Result<()> {
                     })
                     .await?;
                 for e in &log.entries {
-                    if conn.json {
-                        println!("{}", serde_json::to_string(e).unwrap_or_default());
-                    } else {
-                        println!("{}", entry_line(e));
+                    let line = if conn.json { serde_json::to_string(e).unwrap_or_default() } else { entry_line(e) };
+                    if !emit(&line) {
+                        return Ok(());
                     }
                 }
                 since = log.next;
@@ -399,7 +407,9 @@ pub async fn logs(conn: &Conn, cmd: LogsCmd) -> anyhow::Result<()> {
                     })
                     .await?;
                 for line in &log.lines {
-                    println!("{line}");
+                    if !emit(line) {
+                        return Ok(());
+                    }
                 }
                 since = log.next;
                 if !follow {
