@@ -119,6 +119,38 @@ async fn client_commands_find_the_leader_and_manage_the_platform() {
     let err = failed(&boat(vec!["predict", "[[5.1, 3.5, 1.4, 0.2]]", "--model", "solo"]).await);
     assert!(err.contains("stopped"), "{err}");
 
+    // The app developer trains on the dataset and follows the job.
+    let templates = ok(&boat(vec!["templates", "list"]).await);
+    assert!(templates.contains("mlp_classifier") && templates.contains("builtin"), "{templates}");
+    let job = stdout_json(
+        &boat(vec![
+            "jobs",
+            "create",
+            "--app",
+            "cli-flowers",
+            "--train",
+            "iris",
+            "--template",
+            "logistic_regression",
+            "--trials",
+            "2",
+            "--seed",
+            "3",
+            "--json",
+        ])
+        .await,
+    );
+    let id = job["id"].as_u64().unwrap().to_string();
+    let err =
+        failed(&boat(vec!["jobs", "create", "--app", "x", "--train", "iris", "--template", "mlp_regressor"]).await);
+    assert!(err.contains("is for regression"), "{err}");
+    let watched = ok(&boat(vec!["jobs", "watch", &id]).await);
+    assert!(watched.contains("completed") && watched.contains("all 2 trials are done"), "{watched}");
+    let trials = stdout_json(&boat(vec!["jobs", "trials", &id, "--json"]).await);
+    assert_eq!(trials["trials"].as_array().unwrap().len(), 2, "{trials}");
+    let log = ok(&boat(vec!["logs", "trial", &format!("{id}-1")]).await);
+    assert!(log.contains("epoch 1 "), "{log}");
+
     // Logging out revokes the token.
     let token = std::fs::read_to_string(&saved).unwrap();
     ok(&boat(vec!["logout"]).await);
