@@ -213,3 +213,45 @@ async fn a_killed_worker_errors_its_trial_and_a_killed_leader_loses_none() {
     sb.restart(leader).unwrap();
     sb.wait_for_convergence().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_time_budget_stops_running_trials_and_a_stopped_job_starts_none() {
+    let sb = Sandbox::start(3, &[]).unwrap();
+    let leader = sb.wait_for_leader().await.unwrap();
+    let token = sb.token();
+    sb.upload_dataset(leader, "digits", "digits.csv", &token).await;
+    let slow = json!({"mlp_classifier": {"hidden_layers": 3, "hidden_units": 256, "batch_size": 16, "epochs": 200}});
+    let job = |minutes: f64| {
+        json!({"app": "digits", "task": "classification", "train_dataset": "digits", "templates": ["mlp_classifier"],
+               "budget": {"trials": 50, "workers": 2, "minutes": minutes}, "knobs": slow, "seed": 9})
+    };
+
+    // Five seconds of budget: the trials running then are stopped, not left to finish.
+    let r = api(&sb, leader, Method::POST, "/api/jobs", Some(job(5.0 / 60.0)), &token).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let timed = r.body["id"].as_u64().unwrap();
+    let done = sb.wait_for_job(timed, &token, Duration::from_secs(60), |j| j["status"] != "running").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["reason"].as_str().unwrap().contains("time budget"), "{done}");
+    assert!(done["elapsed_s"].as_f64().unwrap() < 15.0, "ended on time: {done}");
+    let settled = sb.wait_for_job(timed, &token, Duration::from_secs(30), |j| j["trials_running"] == 0).await;
+    let all = trials(&sb, leader, timed, &token).await;
+    assert!(all.len() < 50, "{settled}");
+    assert!(all.iter().any(|t| t["status"] == "stopped"), "a running trial was stopped: {all:?}");
+    assert!(all.iter().all(|t| t["status"] != "running" && t["status"] != "pending"), "{all:?}");
+
+    // A job stopped by its owner: running trials stop, no new one starts.
+    let r = api(&sb, leader, Method::POST, "/api/jobs", Some(job(30.0)), &token).await;
+    let stopped = r.body["id"].as_u64().unwrap();
+    wait_for_trial(&sb, stopped, &token, |t| t["status"] == "running").await;
+    let r = api(&sb, leader, Method::POST, &format!("/api/jobs/{stopped}/stop"), None, &token).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "stopped");
+    let settled = sb.wait_for_job(stopped, &token, Duration::from_secs(30), |j| j["trials_running"] == 0).await;
+    let count = settled["trials_proposed"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = api(&sb, leader, Method::GET, &format!("/api/jobs/{stopped}"), None, &token).await;
+    assert_eq!(later.body["trials_proposed"].as_u64(), Some(count), "no trial after the stop: {}", later.text);
+    let r = api(&sb, leader, Method::POST, &format!("/api/jobs/{stopped}/stop"), None, &token).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+}
