@@ -121,7 +121,7 @@ async fn jobs_train_in_containers_and_swarm_services_and_a_container_template_se
         cleanup.made_gwbridge = !had_gwbridge;
     }
 
-    let sb = Sandbox::start(3, &["--worker-image", &tag]).unwrap();
+    let mut sb = Sandbox::start(3, &["--worker-image", &tag]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();
     // The nodes made the shared directory as they started.
     let shared = std::fs::canonicalize(sb.shared_dir()).unwrap();
@@ -185,6 +185,39 @@ async fn jobs_train_in_containers_and_swarm_services_and_a_container_template_se
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(trials[0]["status"], "errored", "{trials:?}");
     assert!(trials[0]["reason"].as_str().unwrap().contains("exited with code"), "{trials:?}");
+    let (containers, services) = leftovers(&cleanup.label).await;
+    assert!(containers.trim().is_empty() && services.trim().is_empty(), "left {containers} {services}");
+
+    // The leader dies while a container trains: the new leader adopts the
+    // running container (same worker, same attempt) instead of starting again.
+    sb.upload_dataset(leader, "digits", "digits.csv", &token).await;
+    let job = json!({"app": "digits", "task": "classification", "train_dataset": "digits", "templates": ["mlp_classifier"],
+                     "runtime": "docker", "budget": {"trials": 2, "workers": 2}, "seed": 6,
+                     "knobs": {"mlp_classifier": {"hidden_layers": 3, "hidden_units": 256, "batch_size": 16, "epochs": 200}}});
+    let r = sb.api(leader, Method::POST, "/api/jobs", Some(job), &token).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_u64().unwrap();
+    let running = loop {
+        let r = sb.api(leader, Method::GET, &format!("/api/jobs/{id}/trials"), None, &token).await;
+        if let Some(t) =
+            r.body["trials"].as_array().and_then(|ts| ts.iter().find(|t| t["status"] == "running").cloned())
+        {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    sb.cluster.kill_node(leader).await.unwrap();
+    let new_leader = sb.wait_for_leader().await.unwrap();
+    let done = sb.wait_for_job(id, &token, Duration::from_secs(300), |j| j["status"] != "running").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let after = sb.api(new_leader, Method::GET, &format!("/api/jobs/{id}/trials"), None, &token).await;
+    let struck = after.body["trials"].as_array().unwrap().iter().find(|t| t["no"] == running["no"]).unwrap().clone();
+    assert_eq!(struck["status"], "completed", "{struck}");
+    assert_eq!(
+        (struck["attempt"].clone(), struck["worker"].clone()),
+        (json!(1), running["worker"].clone()),
+        "adopted: {struck}"
+    );
     let (containers, services) = leftovers(&cleanup.label).await;
     assert!(containers.trim().is_empty() && services.trim().is_empty(), "left {containers} {services}");
 }
