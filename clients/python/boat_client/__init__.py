@@ -2,7 +2,8 @@
 
 Standard library only. Point a :class:`Client` at any node: writes sent to
 a follower are redirected (307) to the leader and re-sent there, and 503
-answers during elections are retried. Error answers raise :class:`BoatError`.
+answers during elections are retried (never for :meth:`Client.create_job`,
+which must not create two jobs). Error answers raise :class:`BoatError`.
 
 Usage::
 
@@ -23,4 +24,4 @@ Usage::
 from .client import BoatError, Client
 
 __all__ = ["Client", "BoatError"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -5,7 +5,9 @@ given as the base URL: writes that reach a follower are answered with
 ``307 Temporary Redirect`` and a ``Location`` on the leader, which this
 client follows itself (urllib does not re-send POST/PUT/DELETE bodies on a
 307); ``503`` answers with ``Retry-After`` (no leader known, e.g. during an
-election) are retried a bounded number of times.
+election) are retried a bounded number of times, except for
+:meth:`Client.create_job`, which is never sent twice (it looks for the job
+it may have created instead).
 
 See the package docstring (``help(boat_client)``) and README.md for a usage
 example.
@@ -16,11 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 __all__ = ["Client", "BoatError"]
 
@@ -31,6 +34,16 @@ log = logging.getLogger("boat_client")
 Payload = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 #: An app member: ``"model"``, ``"model:3"`` or ``{"model": ..., "version": 3}``.
 Member = Union[str, Mapping[str, Any]]
+#: A train job: its id, or a job as the API answers it (a dict with ``"id"``).
+Job = Union[int, str, Mapping[str, Any]]
+#: A trial: ``"JOB-TRIAL"`` (e.g. ``"3-2"``), or a trial as the API answers it.
+Trial = Union[str, Mapping[str, Any]]
+
+#: Seeds the client picks for jobs created without one stay below 2**53, so
+#: that they survive JSON parsers that read numbers as doubles.
+_SEED_BITS = 53
+#: Looks, one second apart, for a job whose creation had an unknown outcome.
+_JOB_LOOKUPS = 3
 
 
 class BoatError(Exception):
@@ -89,6 +102,46 @@ def _member(m: Member) -> Dict[str, Any]:
             return {"model": name, "version": int(version)}
         return {"model": m}
     raise TypeError(f"app member must be a str or a mapping, not {type(m).__name__}")
+
+
+def _job_id(job: Job) -> int:
+    """The id of a job given as an id or as the API's view of it."""
+    if isinstance(job, Mapping):
+        if "id" not in job:
+            raise ValueError(f"train job {job!r} has no 'id'")
+        job = job["id"]
+    if isinstance(job, bool):
+        raise TypeError("a train job id is an int, not a bool")
+    if isinstance(job, int):
+        return job
+    if isinstance(job, str) and job.strip().isdigit():
+        return int(job.strip())
+    raise TypeError(f"train job must be an id or a job dict, not {job!r}")
+
+
+def _trial_id(trial: Trial) -> str:
+    """``"JOB-TRIAL"`` of a trial given as that string or as the API's view of it."""
+    if isinstance(trial, Mapping):
+        if "id" in trial:
+            return str(trial["id"])
+        if "job" in trial and "no" in trial:
+            return f"{int(trial['job'])}-{int(trial['no'])}"
+        raise ValueError(f"trial {trial!r} has neither 'id' nor 'job' and 'no'")
+    if isinstance(trial, str):
+        return trial
+    raise TypeError(f"trial must be a 'JOB-TRIAL' string or a trial dict, not {type(trial).__name__}")
+
+
+def _same_job(job: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """Whether a listed job is the one ``spec`` (a create-job body with a seed) creates."""
+    return (
+        job.get("seed") == spec["seed"]
+        and job.get("app") == spec["app"]
+        and job.get("task") == spec["task"]
+        and job.get("train_dataset") == spec["train_dataset"]
+        and job.get("validation_dataset") == spec.get("validation_dataset")
+        and list(job.get("templates") or []) == list(spec["templates"])
+    )
 
 
 def _decode(raw: bytes) -> Any:
@@ -168,6 +221,7 @@ class Client:
         data: Optional[bytes] = None,
         content_type: Optional[str] = None,
         headers: Optional[Mapping[str, str]] = None,
+        retry_unavailable: bool = True,
     ) -> Any:
         """Sends one API call and returns its decoded JSON answer.
 
@@ -181,6 +235,13 @@ class Client:
         ``json_body`` is sent as JSON (``Content-Type: application/json``);
         ``data`` is sent raw with ``content_type``. ``query`` entries whose
         value is ``None`` are left out.
+
+        ``retry_unavailable=False`` raises the first 503 instead of
+        retrying it, for writes that must not be sent twice: a 503 from the
+        leader may come after it appended the write to its log (the outcome
+        is unknown), so a retry could apply it a second time. Redirects and
+        refused connections are still followed in that mode, since the node
+        that answers them has not written anything.
 
         Raises:
             BoatError: on any other non-2xx answer, on too many redirects,
@@ -237,7 +298,7 @@ class Client:
                 url = urllib.parse.urljoin(url, location)
                 continue
             wait = _retry_after(resp_headers.get("Retry-After"))
-            if status == 503 and wait is not None and attempts < self.max_attempts:
+            if status == 503 and wait is not None and retry_unavailable and attempts < self.max_attempts:
                 log.debug("%s %s: 503 (%s); retry %d after %ss", method, url, self._error(status, decoded).message,
                           attempts, resp_headers.get("Retry-After"))
                 time.sleep(min(max(wait, 0.05), self.max_retry_wait))
@@ -493,3 +554,282 @@ class Client:
     def status(self) -> Dict[str, Any]:
         """This node's view of the cluster (``GET /status``): node_id, is_leader, leader_id, term, members, ..."""
         return self.request("GET", "/status")
+
+    # ------------------------------------------------------------------
+    # training: templates
+
+    def list_templates(self) -> List[Dict[str, Any]]:
+        """Every model template (``GET /api/templates``).
+
+        Built-in templates (``kind: "builtin"``, e.g. ``mlp_classifier``) and
+        registered container templates (``kind: "container"``), each with
+        name, task, description, image and ``knob_config``, its knob space
+        (``{"knobs": {name: {"kind": ...}}, ...}``).
+        """
+        return self.request("GET", "/api/templates")["templates"]
+
+    def register_template(
+        self,
+        name: str,
+        image: str,
+        knob_config: Mapping[str, Any],
+        task: str = "classification",
+        description: str = "",
+    ) -> Dict[str, Any]:
+        """Registers a container template (``POST /api/templates``); returns it.
+
+        ``image`` is a Docker image that follows the worker contract, on
+        the engines that run workers. ``knob_config`` is its knob space,
+        e.g. ``{"knobs": {"epochs": {"kind": "integer", "min": 10, "max":
+        100}}}``. A taken name is 409, a bad space or image 422. Jobs that
+        use container templates need the ``docker`` or ``swarm`` runtime.
+        """
+        body = {
+            "name": name,
+            "task": task,
+            "image": image,
+            "knob_config": dict(knob_config),
+            "description": description,
+        }
+        return self.request("POST", "/api/templates", json_body=body)
+
+    def delete_template(self, name: str) -> None:
+        """Deletes a container template (``DELETE /api/templates/{name}``, 204).
+
+        Built-in templates and templates a running job uses cannot be
+        deleted (409).
+        """
+        self.request("DELETE", f"/api/templates/{_quote(name)}")
+
+    # ------------------------------------------------------------------
+    # training: jobs, trials and logs
+
+    def create_job(
+        self,
+        app: str,
+        train_dataset: str,
+        templates: Union[str, Iterable[str]],
+        task: str = "classification",
+        validation_dataset: Optional[str] = None,
+        trials: Optional[int] = None,
+        minutes: Optional[float] = None,
+        workers: Optional[int] = None,
+        cpus: Optional[float] = None,
+        memory_mb: Optional[int] = None,
+        advisor: Optional[str] = None,
+        runtime: Optional[str] = None,
+        knobs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        deploy_best: Optional[str] = None,
+        deploy_members: Optional[int] = None,
+        deploy_rule: Optional[str] = None,
+        seed: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Creates a train job (``POST /api/jobs``); returns it (status ``running``).
+
+        The leader's orchestrator then runs its trials: each tries one of
+        ``templates`` (built-in or container, in turn) with knob values the
+        ``advisor`` (``"tpe"``, the default, or ``"random"``) proposes.
+        Without ``validation_dataset`` a seeded fifth of the training rows
+        is held out. The budget is ``trials`` in all (server default 10),
+        ``minutes`` of wall-clock time (60), ``workers`` trials at once (1),
+        and per worker ``cpus`` and ``memory_mb`` for container runtimes.
+        ``runtime`` is ``"local"``, ``"docker"`` or ``"swarm"`` (default:
+        the node's). ``knobs`` fixes or narrows knobs per template:
+        ``{"mlp_classifier": {"epochs": 30, "hidden_units": {"kind":
+        "integer", "min": 8, "max": 32}}}``. With ``deploy_best`` the job,
+        once it ends, creates or updates that app with its
+        ``deploy_members`` best trials, combined by ``deploy_rule``.
+
+        Returns the job: id, app, owner, task, status, reason, datasets,
+        templates, advisor, runtime, budget, seed, created_at_ms,
+        ended_at_ms, elapsed_s, trials_proposed, trials_done,
+        trials_running, trials_completed, trials_errored, best (a trial or
+        ``None``), deploy_best, deployed_to.
+
+        The request is never sent twice. Redirects to the leader are
+        followed, but a 503 (or a lost connection) after the leader may
+        have received it is not retried, because the leader may already
+        have appended the job to its log. Instead the client looks for the
+        job among the caller's jobs (``list_jobs``, which does wait out an
+        election) and returns it when it exists. To recognise it, every job
+        gets a seed: ``seed`` when given, otherwise a random one the client
+        picks itself (the server would pick a random one too). With an
+        explicit ``seed`` the client first lists the jobs that already
+        match, so that an older identical job is not mistaken for the new
+        one. When no such job appears the original error is raised: the
+        job was most likely not created, but a write that missed its commit
+        deadline can still commit later, so check ``list_jobs()`` before
+        creating it again.
+
+        Raises:
+            BoatError: 404 for an unknown dataset or template; 422 for a
+                task mismatch, an unknown knob or a value outside its space,
+                a bad budget, advisor or runtime; 403 for a role that may
+                not train; 503 as above.
+        """
+        if isinstance(templates, str):
+            templates = [templates]
+        budget = {
+            k: v
+            for k, v in (
+                ("trials", None if trials is None else int(trials)),
+                ("minutes", None if minutes is None else float(minutes)),
+                ("workers", None if workers is None else int(workers)),
+                ("cpus", None if cpus is None else float(cpus)),
+                ("memory_mb", None if memory_mb is None else int(memory_mb)),
+            )
+            if v is not None
+        }
+        body: Dict[str, Any] = {
+            "app": app,
+            "task": task,
+            "train_dataset": train_dataset,
+            "templates": [str(t) for t in templates],
+        }
+        if validation_dataset is not None:
+            body["validation_dataset"] = validation_dataset
+        if budget:
+            body["budget"] = budget
+        if advisor is not None:
+            body["advisor"] = advisor
+        if runtime is not None:
+            body["runtime"] = runtime
+        if knobs:
+            body["knobs"] = {str(t): dict(ks) for t, ks in knobs.items()}
+        if deploy_best is not None:
+            body["deploy_best"] = deploy_best
+        if deploy_members is not None:
+            body["deploy_members"] = int(deploy_members)
+        if deploy_rule is not None:
+            body["deploy_rule"] = deploy_rule
+        # Jobs already matching an explicit seed are not the one created here.
+        existing: Set[int] = set()
+        if seed is None:
+            body["seed"] = secrets.randbits(_SEED_BITS)
+        else:
+            body["seed"] = int(seed)
+            existing = {j["id"] for j in self.list_jobs() if _same_job(j, body)}
+
+        try:
+            return self.request("POST", "/api/jobs", json_body=body, retry_unavailable=False)
+        except BoatError as e:
+            if e.status != 503:
+                raise
+            failure: Exception = e
+        except OSError as e:  # urllib.error.URLError included
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, ConnectionRefusedError):
+                raise  # nothing was sent
+            failure = e
+        log.debug("POST /api/jobs: %r; looking for a job with seed %s", failure, body["seed"])
+        job = self._find_created_job(body, existing)
+        if job is not None:
+            log.debug("POST /api/jobs: job %s was created despite %r", job["id"], failure)
+            return job
+        if isinstance(failure, BoatError):
+            raise BoatError(
+                failure.status,
+                f"{failure.message} (no job with seed {body['seed']} exists, so it was most likely not created; "
+                "check list_jobs() before creating it again)",
+                failure.body,
+            ) from failure
+        raise failure
+
+    def _find_created_job(self, spec: Mapping[str, Any], existing: Set[int]) -> Optional[Dict[str, Any]]:
+        """The job ``spec`` created, if it exists now (looked for a few times)."""
+        for look in range(_JOB_LOOKUPS):
+            if look:
+                time.sleep(min(1.0, self.max_retry_wait))
+            try:
+                jobs = self.list_jobs()
+            except (BoatError, OSError) as e:
+                log.debug("GET /api/jobs: %r", e)
+                continue
+            found = [j for j in jobs if j.get("id") not in existing and _same_job(j, spec)]
+            if found:
+                return max(found, key=lambda j: j["id"])
+        return None
+
+    def list_jobs(self) -> List[Dict[str, Any]]:
+        """The train jobs the caller may see (``GET /api/jobs``; admins see all)."""
+        return self.request("GET", "/api/jobs")["jobs"]
+
+    def get_job(self, job: Job) -> Dict[str, Any]:
+        """One train job (``GET /api/jobs/{id}``), by id or as a job dict.
+
+        ``status`` is ``running``, ``completed``, ``stopped`` or ``errored``
+        (with a ``reason``); ``best`` is the best completed trial so far.
+        """
+        return self.request("GET", f"/api/jobs/{_job_id(job)}")
+
+    def stop_job(self, job: Job) -> Dict[str, Any]:
+        """Stops a running train job (``POST /api/jobs/{id}/stop``); returns it.
+
+        Its running trials are stopped and no new one starts. A job that
+        has already ended is 409.
+        """
+        return self.request("POST", f"/api/jobs/{_job_id(job)}/stop")
+
+    def list_trials(self, job: Job) -> List[Dict[str, Any]]:
+        """A job's trials in order (``GET /api/jobs/{id}/trials``).
+
+        Each has id (``"JOB-TRIAL"``), job, no, template, knobs, status
+        (``pending``, ``running``, ``completed``, ``errored``, ``stopped``),
+        attempt, score, metric, epochs, timings, worker, node and model
+        (``"name:version"`` of the model it produced).
+        """
+        return self.request("GET", f"/api/jobs/{_job_id(job)}/trials")["trials"]
+
+    def best_trials(self, job: Job, n: int = 1) -> List[Dict[str, Any]]:
+        """A job's ``n`` best completed trials, best first (``GET /api/jobs/{id}/best?n=``)."""
+        return self.request("GET", f"/api/jobs/{_job_id(job)}/best", query={"n": int(n)})["trials"]
+
+    def trial_logs(self, trial: Trial, since: int = 0, limit: Optional[int] = None) -> Dict[str, Any]:
+        """A trial's log (``GET /api/trials/{id}/logs``).
+
+        ``trial`` is ``"JOB-TRIAL"`` (e.g. ``"3-2"``) or a trial dict.
+        Returns ``{"trial", "entries", "next", "live"}``: each entry has
+        ts_ms, attempt and ``kind``, either ``"metrics"`` (with epoch and
+        ``values``, e.g. ``val_score``) or ``"message"`` (with message).
+        Pass ``next`` as ``since`` to read on; ``live`` says whether the
+        trial is still pending or running. ``limit`` defaults to 1000 on
+        the server.
+        """
+        return self.request(
+            "GET", f"/api/trials/{_quote(_trial_id(trial))}/logs", query={"since": int(since), "limit": limit}
+        )
+
+    def node_logs(self, node: int, since: int = 0, limit: Optional[int] = None) -> Dict[str, Any]:
+        """A node's own log from the shared directory (``GET /api/nodes/{id}/logs``; admins only).
+
+        Returns ``{"node", "lines", "next"}``; pass ``next`` as ``since`` to
+        read on.
+        """
+        return self.request("GET", f"/api/nodes/{int(node)}/logs", query={"since": int(since), "limit": limit})
+
+    def wait_for_job(self, job: Job, timeout_s: float = 3600.0, poll_s: float = 1.0) -> Dict[str, Any]:
+        """Polls a train job until it is no longer ``running``; returns it.
+
+        The returned job's ``status`` is ``completed``, ``stopped`` or
+        ``errored``; check it (a job that ends early has a ``reason``).
+
+        Raises:
+            TimeoutError: when the job still runs after ``timeout_s``
+                seconds (it keeps running; :meth:`stop_job` stops it).
+            BoatError: when a poll gets an error answer (503s during an
+                election are retried as usual).
+        """
+        job_id = _job_id(job)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = self.get_job(job_id)
+            if view.get("status") != "running":
+                return view
+            left = deadline - time.monotonic()
+            if left <= 0:
+                budget = view.get("budget") or {}
+                raise TimeoutError(
+                    f"train job {job_id} still runs after {timeout_s:g}s "
+                    f"({view.get('trials_done')} of {budget.get('trials')} trials done)"
+                )
+            time.sleep(min(poll_s, left))

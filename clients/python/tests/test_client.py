@@ -359,6 +359,94 @@ class ClientTest(unittest.TestCase):
             anon.predict(IRIS_ROW, model=unique("no-such-model"))
         self.assertEqual(cm.exception.status, 404)
 
+    # training --------------------------------------------------------
+    def test_7_train_job(self):
+        _, dev = self.c.new_user("APP_DEVELOPER")
+        templates = {t["name"]: t for t in dev.list_templates()}
+        self.assertIn("mlp_classifier", templates)
+        mlp = templates["mlp_classifier"]
+        self.assertEqual((mlp["kind"], mlp["task"]), ("builtin", "classification"))
+        self.assertIn("epochs", mlp["knob_config"]["knobs"])
+
+        dataset = unique("iris-train")
+        dev.upload_dataset(dataset, os.path.join(self.c.datasets_dir, "iris.csv"))
+        app = unique("flowers")
+
+        # A bad knob is refused before anything is created.
+        with self.assertRaises(BoatError) as cm:
+            dev.create_job(app, dataset, ["mlp_classifier"], knobs={"mlp_classifier": {"colour": 1}})
+        self.assertEqual(cm.exception.status, 422)
+        self.assertIn("unknown knob 'colour'", cm.exception.message)
+        self.assertEqual(dev.list_jobs(), [])
+
+        # A small, quick job: two trials of a small network, one at a time.
+        knobs = {"mlp_classifier": {
+            "hidden_layers": 1, "hidden_units": 16, "epochs": 40, "batch_size": 16,
+            "learning_rate": {"kind": "float", "min": 0.03, "max": 0.1, "log": True},
+        }}
+        job = dev.create_job(app, dataset, ["mlp_classifier"], trials=2, workers=1, minutes=5, knobs=knobs, seed=1)
+        self.assertEqual(job["status"], "running")
+        self.assertEqual(job["app"], app)
+        self.assertEqual(job["seed"], 1)
+        self.assertEqual(job["templates"], ["mlp_classifier"])
+        self.assertEqual((job["budget"]["trials"], job["budget"]["workers"]), (2, 1))
+        self.assertIn(job["id"], [j["id"] for j in dev.list_jobs()])
+
+        done = dev.wait_for_job(job, timeout_s=120, poll_s=0.2)
+        self.assertEqual(done["status"], "completed", done)
+        self.assertEqual(done["trials_done"], 2, done)
+        self.assertEqual(done["trials_completed"], 2, done)
+        self.assertGreaterEqual(done["best"]["score"], 0.8, done)
+        self.assertEqual(dev.get_job(job["id"])["status"], "completed")
+
+        trials = dev.list_trials(job)
+        self.assertEqual([t["no"] for t in trials], [1, 2])
+        for t in trials:
+            self.assertEqual(t["status"], "completed", t)
+            self.assertEqual((t["knobs"]["hidden_units"], t["knobs"]["epochs"]), (16, 40), t)
+            self.assertTrue(0.03 <= t["knobs"]["learning_rate"] <= 0.1, t)
+        best = dev.best_trials(job, n=2)
+        self.assertEqual(best[0]["id"], done["best"]["id"])
+        self.assertEqual(sorted(t["id"] for t in best), sorted(t["id"] for t in trials))
+        self.assertGreaterEqual(best[0]["score"], best[1]["score"])
+
+        logs = dev.trial_logs(trials[0]["id"])
+        self.assertEqual(logs["trial"], trials[0]["id"])
+        self.assertFalse(logs["live"])
+        metrics = [e for e in logs["entries"] if e["kind"] == "metrics"]
+        self.assertTrue(metrics, logs)
+        self.assertIsInstance(metrics[0]["epoch"], int)
+        self.assertIsInstance(metrics[0]["values"]["val_score"], float)
+        # Reading on from `next` gives nothing new once the trial has ended.
+        self.assertEqual(dev.trial_logs(trials[0], since=logs["next"])["entries"], [])
+        self.assertEqual(len(dev.trial_logs(trials[0], limit=1)["entries"]), 1)
+
+        # An ended job cannot be stopped.
+        with self.assertRaises(BoatError) as cm:
+            dev.stop_job(job)
+        self.assertEqual(cm.exception.status, 409)
+
+    def test_8_container_templates(self):
+        admin = self.c.admin()
+        name = unique("trainer")
+        space = {"knobs": {"epochs": {"kind": "integer", "min": 10, "max": 100}}}
+        t = admin.register_template(name, "my-trainer:1", space, description="a trainer image")
+        self.assertEqual((t["name"], t["kind"], t["image"], t["task"]), (name, "container", "my-trainer:1",
+                                                                         "classification"))
+        self.assertEqual(t["knob_config"]["knobs"]["epochs"]["max"], 100)
+        self.assertIn(name, [x["name"] for x in admin.list_templates()])
+        with self.assertRaises(BoatError) as cm:
+            admin.register_template(name, "my-trainer:1", space)
+        self.assertEqual(cm.exception.status, 409)
+        with self.assertRaises(BoatError) as cm:
+            admin.register_template(unique("trainer"), "my-trainer:1", {"knobs": {"x": {"kind": "nope"}}})
+        self.assertEqual(cm.exception.status, 422)
+        self.assertIsNone(admin.delete_template(name))
+        self.assertNotIn(name, [x["name"] for x in admin.list_templates()])
+        with self.assertRaises(BoatError) as cm:
+            admin.delete_template("mlp_classifier")
+        self.assertEqual(cm.exception.status, 409)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,7 +7,9 @@ import json
 import os
 import sys
 import threading
+import time
 import unittest
+import urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 try:
@@ -15,6 +17,13 @@ try:
 except ImportError:  # not installed: use the source tree
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     from boat_client import BoatError, Client
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that gave up on an answer (a timeout test) is expected.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class Fake:
@@ -25,7 +34,7 @@ class Fake:
         self.script = {}  # server name -> list of (status, headers, body) answers, then default
         self.servers = {}
         for name in ("follower", "leader"):
-            srv = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(name))
+            srv = _Server(("127.0.0.1", 0), self._handler(name))
             threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
             self.servers[name] = srv
 
@@ -194,6 +203,211 @@ class TransportTest(unittest.TestCase):
         self.assertEqual(json.loads(self.fake.seen[-1][4]), {"input": [[1.0]], "id": "k2"})
         with self.assertRaises(ValueError):
             c.predict([[1.0]], app="a", model="m")
+
+
+def job_view(id, seed, app="flowers", templates=("mlp_classifier",), status="running", **extra):
+    """A job as GET /api/jobs answers it (the fields create_job compares)."""
+    view = {"id": id, "app": app, "task": "classification", "status": status, "train_dataset": "iris",
+            "validation_dataset": None, "templates": list(templates), "seed": seed,
+            "budget": {"trials": 2}, "trials_done": 0}
+    view.update(extra)
+    return view
+
+
+class TrainingRequestsTest(unittest.TestCase):
+    """Request shapes of the training calls, and create_job's refusal to be sent twice."""
+
+    def setUp(self) -> None:
+        self.fake = Fake()
+        self.addCleanup(self.fake.close)
+        self.c = Client(self.fake.url("follower"), token="tok", max_retry_wait=0.01)
+
+    def sent(self):
+        """(server, method, path, decoded JSON body or None) of every request so far."""
+        return [(n, m, p, json.loads(b) if b else None) for n, m, p, _, b in self.fake.seen]
+
+    def test_templates(self):
+        self.fake.script["follower"] = [(200, {}, {"templates": [{"name": "mlp_classifier", "kind": "builtin"}]})]
+        self.assertEqual(self.c.list_templates(), [{"name": "mlp_classifier", "kind": "builtin"}])
+        space = {"knobs": {"epochs": {"kind": "integer", "min": 10, "max": 100}}}
+        self.fake.script["follower"] = [(201, {}, {"name": "mine", "kind": "container"})]
+        self.assertEqual(self.c.register_template("mine", "trainer:1", space, description="a trainer"),
+                         {"name": "mine", "kind": "container"})
+        self.fake.script["follower"] = [(204, {}, b"")]
+        self.assertIsNone(self.c.delete_template("my template"))
+        self.assertEqual(self.sent(), [
+            ("follower", "GET", "/api/templates", None),
+            ("follower", "POST", "/api/templates", {"name": "mine", "task": "classification", "image": "trainer:1",
+                                                    "knob_config": space, "description": "a trainer"}),
+            ("follower", "DELETE", "/api/templates/my%20template", None),
+        ])
+        self.assertEqual(self.fake.seen[1][3]["Content-Type"], "application/json")
+
+    def test_create_job_minimal_body_gets_a_client_seed(self):
+        self.fake.script["follower"] = [(201, {}, job_view(1, 0))]
+        self.c.create_job("flowers", "iris", "mlp_classifier")
+        self.c.create_job("flowers", "iris", ["mlp_classifier"])
+        (_, m1, p1, b1), (_, _, _, b2) = self.sent()
+        self.assertEqual((m1, p1), ("POST", "/api/jobs"))
+        seed = b1.pop("seed")
+        self.assertIsInstance(seed, int)
+        self.assertTrue(0 <= seed < 2 ** 53)
+        self.assertNotEqual(seed, b2.pop("seed"), "each job gets its own random seed")
+        self.assertEqual(b1, {"app": "flowers", "task": "classification", "train_dataset": "iris",
+                              "templates": ["mlp_classifier"]})
+        self.assertEqual(b1, b2)
+
+    def test_create_job_full_body(self):
+        self.fake.script["follower"] = [
+            (200, {}, {"jobs": []}),  # the look for older jobs with the same seed
+            (201, {}, job_view(4, 9)),
+        ]
+        job = self.c.create_job(
+            "flowers", "iris", ("mlp_classifier", "logistic_regression"), task="classification",
+            validation_dataset="iris-val", trials=6, minutes=10, workers=2, cpus=0.5, memory_mb=512,
+            advisor="random", runtime="local", knobs={"mlp_classifier": {"epochs": 30, "hidden_units": {
+                "kind": "integer", "min": 8, "max": 32}}},
+            deploy_best="flowers-app", deploy_members=2, deploy_rule="mean_probabilities", seed=9,
+        )
+        self.assertEqual(job["id"], 4)
+        (_, m0, p0, _), (_, m1, p1, body) = self.sent()
+        self.assertEqual((m0, p0, m1, p1), ("GET", "/api/jobs", "POST", "/api/jobs"))
+        self.assertEqual(body, {
+            "app": "flowers", "task": "classification", "train_dataset": "iris",
+            "templates": ["mlp_classifier", "logistic_regression"], "validation_dataset": "iris-val",
+            "budget": {"trials": 6, "minutes": 10.0, "workers": 2, "cpus": 0.5, "memory_mb": 512},
+            "advisor": "random", "runtime": "local",
+            "knobs": {"mlp_classifier": {"epochs": 30, "hidden_units": {"kind": "integer", "min": 8, "max": 32}}},
+            "deploy_best": "flowers-app", "deploy_members": 2, "deploy_rule": "mean_probabilities", "seed": 9,
+        })
+
+    def test_create_job_follows_a_redirect_once(self):
+        leader = self.fake.url("leader")
+        self.fake.script["follower"] = [(307, {"Location": leader + "/api/jobs"}, {"error": "node 2 leads"})]
+        self.fake.script["leader"] = [(201, {}, job_view(1, 5))]
+        self.assertEqual(self.c.create_job("flowers", "iris", "mlp_classifier")["id"], 1)
+        sent = self.sent()
+        self.assertEqual([(n, m) for n, m, _, _ in sent], [("follower", "POST"), ("leader", "POST")])
+        self.assertEqual(sent[0][3], sent[1][3])
+
+    def test_create_job_is_not_resent_after_a_503_and_finds_the_job_it_created(self):
+        def created(handler):
+            seed = json.loads(self.fake.seen[0][4])["seed"]
+            return {"jobs": [job_view(1, seed + 1), job_view(2, seed, app="other"), job_view(3, seed)]}
+
+        self.fake.script["follower"] = [
+            (503, {"Retry-After": "0"}, {"error": "not committed within 1s; check GET /api/jobs"}),
+            (200, {}, created),
+        ]
+        job = self.c.create_job("flowers", "iris", "mlp_classifier")
+        self.assertEqual(job["id"], 3)
+        self.assertEqual([(m, p) for _, m, p, _ in self.sent()], [("POST", "/api/jobs"), ("GET", "/api/jobs")])
+
+    def test_create_job_503_without_the_job_is_raised_without_a_resend(self):
+        self.fake.script["follower"] = [
+            (503, {"Retry-After": "0"}, {"error": "no leader is known right now"}),
+            (200, {}, {"jobs": [job_view(1, 2 ** 53)]}),  # no client seed is this large
+        ]
+        with self.assertRaises(BoatError) as cm:
+            self.c.create_job("flowers", "iris", "mlp_classifier")
+        self.assertEqual(cm.exception.status, 503)
+        self.assertIn("no leader is known right now", cm.exception.message)
+        self.assertIn("list_jobs()", cm.exception.message)
+        self.assertEqual(cm.exception.body, {"error": "no leader is known right now"})
+        methods = [m for _, m, _, _ in self.sent()]
+        self.assertEqual(methods.count("POST"), 1)
+        self.assertEqual(methods.count("GET"), 3)  # looked for the job a few times
+
+    def test_create_job_with_a_seed_ignores_older_identical_jobs(self):
+        self.fake.script["follower"] = [
+            (200, {}, {"jobs": [job_view(1, 7, status="completed")]}),
+            (503, {"Retry-After": "0"}, {"error": "this leader lost contact with a majority"}),
+            (200, {}, {"jobs": [job_view(1, 7, status="completed")]}),
+            (200, {}, {"jobs": [job_view(1, 7, status="completed"), job_view(2, 7)]}),
+        ]
+        job = self.c.create_job("flowers", "iris", "mlp_classifier", seed=7)
+        self.assertEqual(job["id"], 2)
+        self.assertEqual([m for _, m, _, _ in self.sent()], ["GET", "POST", "GET", "GET"])
+
+    def test_create_job_answer_lost_to_a_timeout_is_found(self):
+        def slow(handler):
+            time.sleep(0.5)
+            return job_view(1, 0)
+
+        def listed(handler):
+            return {"jobs": [job_view(8, json.loads(self.fake.seen[0][4])["seed"])]}
+
+        self.fake.script["follower"] = [(201, {}, slow), (200, {}, listed)]
+        c = Client(self.fake.url("follower"), timeout=0.2, max_retry_wait=0.01)
+        self.assertEqual(c.create_job("flowers", "iris", "mlp_classifier")["id"], 8)
+        self.assertEqual([m for _, m, _, _ in self.sent()], ["POST", "GET"])
+
+    def test_create_job_refused_at_once_sends_nothing(self):
+        with self.assertRaises(urllib.error.URLError):
+            Client("http://127.0.0.1:1").create_job("flowers", "iris", "mlp_classifier")
+
+    def test_other_job_calls(self):
+        self.fake.script["follower"] = [(200, {}, {"jobs": [], "trials": [], "ok": True})]
+        c = self.c
+        self.assertEqual(c.list_jobs(), [])
+        c.get_job(3)
+        c.get_job({"id": 3, "status": "running"})
+        c.get_job("3")
+        c.stop_job(3)
+        self.assertEqual(c.list_trials(3), [])
+        self.assertEqual(c.best_trials({"id": 3}), [])
+        c.best_trials(3, n=2)
+        c.trial_logs("3-2")
+        c.trial_logs({"id": "3-1", "job": 3, "no": 1}, since=5, limit=10)
+        c.node_logs(2, since=7)
+        self.assertEqual([(m, p) for _, m, p, _ in self.sent()], [
+            ("GET", "/api/jobs"),
+            ("GET", "/api/jobs/3"),
+            ("GET", "/api/jobs/3"),
+            ("GET", "/api/jobs/3"),
+            ("POST", "/api/jobs/3/stop"),
+            ("GET", "/api/jobs/3/trials"),
+            ("GET", "/api/jobs/3/best?n=1"),
+            ("GET", "/api/jobs/3/best?n=2"),
+            ("GET", "/api/trials/3-2/logs?since=0"),
+            ("GET", "/api/trials/3-1/logs?since=5&limit=10"),
+            ("GET", "/api/nodes/2/logs?since=7"),
+        ])
+        with self.assertRaises(TypeError):
+            c.get_job(None)
+        with self.assertRaises(ValueError):
+            c.trial_logs({"status": "running"})
+
+    def test_stop_job_is_retried_like_other_writes(self):
+        self.fake.script["follower"] = [(503, {"Retry-After": "0"}, {"error": "no leader"}),
+                                        (200, {}, job_view(3, 1, status="stopped"))]
+        self.assertEqual(self.c.stop_job(3)["status"], "stopped")
+        self.assertEqual(len(self.fake.seen), 2)
+
+    def test_wait_for_job(self):
+        self.fake.script["follower"] = [
+            (200, {}, job_view(5, 1)),
+            (503, {"Retry-After": "0"}, {"error": "no leader"}),  # an election: retried
+            (200, {}, job_view(5, 1, trials_done=1)),
+            (200, {}, job_view(5, 1, status="completed", trials_done=2)),
+        ]
+        done = self.c.wait_for_job({"id": 5}, timeout_s=10, poll_s=0.01)
+        self.assertEqual((done["status"], done["trials_done"]), ("completed", 2))
+        self.assertEqual({p for _, _, p, _ in self.sent()}, {"/api/jobs/5"})
+        self.assertEqual(len(self.fake.seen), 4)
+
+    def test_wait_for_job_times_out(self):
+        self.fake.script["follower"] = [(200, {}, job_view(5, 1, trials_done=1))]
+        start = time.monotonic()
+        with self.assertRaises(TimeoutError) as cm:
+            self.c.wait_for_job(5, timeout_s=0.3, poll_s=0.05)
+        self.assertLess(time.monotonic() - start, 5)
+        self.assertIn("train job 5", str(cm.exception))
+        self.assertIn("1 of 2 trials", str(cm.exception))
+        self.fake.script["follower"] = [(404, {}, {"error": "no train job 6"})]
+        with self.assertRaises(BoatError) as cm:
+            self.c.wait_for_job(6, timeout_s=5, poll_s=0.01)
+        self.assertEqual(cm.exception.status, 404)
 
 
 if __name__ == "__main__":
