@@ -14,6 +14,8 @@
 //!   the leader and on a follower, rounds interleaved.
 //! - `dedup`: full load, then every key again (`bench_dedup`).
 //! - `admin`: admin calls over gRPC and REST side by side (`bench_admin`).
+//! - `advisor`: the advisors on real training, and a train job's wall time
+//!   with one and two workers (`bench_advisor`).
 //!
 //! Every loop is bounded by time and by count, and stops by itself.
 
@@ -48,6 +50,8 @@ pub enum BenchKind {
     Dedup(crate::bench_dedup::DedupArgs),
     /// The same admin calls over gRPC and REST, side by side.
     Admin(crate::bench_admin::AdminArgs),
+    /// Random vs TPE on real training, and a train job with one and two workers.
+    Advisor(crate::bench_advisor::AdvisorArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -117,6 +121,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Reads(a) => reads(a).await,
         BenchKind::Dedup(a) => crate::bench_dedup::run(a).await,
         BenchKind::Admin(a) => crate::bench_admin::run(a).await,
+        BenchKind::Advisor(a) => crate::bench_advisor::run(a).await,
     }
 }
 

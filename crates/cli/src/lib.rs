@@ -17,12 +17,15 @@
 //! - [`bench_memory`]: `boat bench memory`, node memory with large models loaded.
 //! - [`bench_dedup`]: `boat bench dedup`, the dedup window at full load.
 //! - [`bench_admin`]: `boat bench admin`, admin calls over gRPC and REST.
+//! - [`bench_advisor`]: `boat bench advisor`, advisors on real training and
+//!   train-job wall time with one and two workers.
 //! - [`onnx_builder`]: ONNX files of a chosen size, for benchmarks and tests.
 //! - [`logging`]: tracing set-up.
 
 pub mod admin_cmd;
 pub mod bench;
 pub mod bench_admin;
+pub mod bench_advisor;
 pub mod bench_dedup;
 pub mod bench_memory;
 pub mod bench_serving;

@@ -3,8 +3,8 @@
 //! Each [`Synthetic`] problem has a mixed knob space shaped like a real
 //! template's (a log-scale learning rate, integers, categoricals) and a cheap
 //! score with a known best. [`compare`] runs every advisor on one problem
-//! over a number of seeds and summarises the medians; the node's advisor
-//! benchmark reports the same figures for real training.
+//! over a number of seeds and summarises the medians; `boat bench advisor`
+//! reports the same figures for real training.
 
 use std::collections::BTreeMap;
 
