@@ -198,7 +198,7 @@ pub async fn trial_logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<TrialLogView>, ApiError> {
     let who = app.authorize_http(&headers, APP_WRITERS)?;
-    app.trial_logs(&who, &id, q.since.unwrap_or(0), q.limit.unwrap_or(1000)).map(Json)
+    app.trial_logs(&who, &id, q.since.unwrap_or(0), q.limit.unwrap_or(1000)).await.map(Json)
 }
 
 #[utoipa::path(get, path = "/api/nodes/{id}/logs", tag = "training", params(("id" = u64, Path, description = "node id"), LogQuery),
@@ -212,6 +212,6 @@ pub async fn node_logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<NodeLogView>, ApiError> {
     app.authorize_http(&headers, ADMINS)?;
-    let (lines, next) = app.node_logs(id, q.since.unwrap_or(0), q.limit.unwrap_or(1000))?;
+    let (lines, next) = app.node_logs(id, q.since.unwrap_or(0), q.limit.unwrap_or(1000)).await?;
     Ok(Json(NodeLogView { node: id, lines, next }))
 }

@@ -233,7 +233,7 @@ impl Training for TrainingService {
         let r = async {
             let who = caller(&self.app, &req, APP_WRITERS).await?;
             let q = req.get_ref();
-            let view = self.app.trial_logs(&who, &q.trial, q.since as usize, limit(q.limit))?;
+            let view = self.app.trial_logs(&who, &q.trial, q.since as usize, limit(q.limit)).await?;
             let entries = view
                 .entries
                 .into_iter()
@@ -265,7 +265,7 @@ impl Training for TrainingService {
         let r = async {
             caller(&self.app, &req, ADMINS).await?;
             let q = req.get_ref();
-            let (lines, next) = self.app.node_logs(q.node, q.since as usize, limit(q.limit))?;
+            let (lines, next) = self.app.node_logs(q.node, q.since as usize, limit(q.limit)).await?;
             Ok(pb::NodeLog { node: q.node, lines, next: next as u64 })
         };
         answer(r.await)

@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::client::HttpClient;
+use crate::client::{HttpClient, Method};
 use crate::cluster::{ClusterSpec, LocalCluster};
 
 #[derive(Debug, Clone, Args)]
@@ -153,6 +153,19 @@ impl BenchCluster {
 
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.cluster.spec.admin_token_path()).unwrap_or_default().trim().to_string()
+    }
+
+    /// Creates the user `email` as an APP_DEVELOPER through the node at
+    /// `url` and logs them in; answers their token.
+    pub async fn developer(&self, http: &HttpClient, url: &str, email: &str, password: &str) -> anyhow::Result<String> {
+        let user = json!({"email": email, "password": password, "role": "APP_DEVELOPER"});
+        let r = http.send_json(Method::POST, url, "/api/users", Some(&user), Some(&self.token())).await?;
+        if r.status != 201 {
+            bail!("creating the user: {} {}", r.status, r.text);
+        }
+        let login = json!({"email": email, "password": password});
+        let r = http.send_json(Method::POST, url, "/api/tokens", Some(&login), None).await?;
+        Ok(r.body["token"].as_str().with_context(|| format!("logging in: {} {}", r.status, r.text))?.to_string())
     }
 
     pub fn urls(&self) -> Vec<String> {

@@ -40,18 +40,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let bench = BenchCluster::start(&args.cluster).await?;
     let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let url = bench.cluster.http(leader);
-    let admin = bench.token();
     let http = HttpClient::new()?;
     let mut grpc: AdminClient<Channel> = AdminClient::connect(url.clone()).await?;
     // A developer with an app to read and to stop and start.
-    let user = json!({"email": "bench@example.org", "password": PASSWORD, "role": "APP_DEVELOPER"});
-    let r = http.send_json(Method::POST, &url, "/api/users", Some(&user), Some(&admin)).await?;
-    if r.status != 201 {
-        bail!("creating the user: {} {}", r.status, r.text);
-    }
-    let login = json!({"email": "bench@example.org", "password": PASSWORD});
-    let r = http.send_json(Method::POST, &url, "/api/tokens", Some(&login), None).await?;
-    let token = r.body["token"].as_str().context("a token")?.to_string();
+    let token = bench.developer(&http, &url, "bench@example.org", PASSWORD).await?;
     let app = json!({"name": "bench", "members": [{"model": "echo"}]});
     let r = http.send_json(Method::POST, &url, "/api/apps", Some(&app), Some(&token)).await?;
     if r.status != 201 {

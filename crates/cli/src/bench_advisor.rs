@@ -365,15 +365,7 @@ async fn job_wall_times(args: &AdvisorArgs, template: &TemplateInfo, split: &Spl
     let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let url = bench.cluster.http(leader);
     let http = HttpClient::new()?;
-    let admin = bench.token();
-    let user = json!({"email": "bench@example.org", "password": PASSWORD, "role": "APP_DEVELOPER"});
-    let r = http.send_json(Method::POST, &url, "/api/users", Some(&user), Some(&admin)).await?;
-    if r.status != 201 {
-        bail!("creating the user: {} {}", r.status, r.text);
-    }
-    let login = json!({"email": "bench@example.org", "password": PASSWORD});
-    let r = http.send_json(Method::POST, &url, "/api/tokens", Some(&login), None).await?;
-    let token = r.body["token"].as_str().context("a token")?.to_string();
+    let token = bench.developer(&http, &url, "bench@example.org", PASSWORD).await?;
     for (name, path) in [("bench_train", &split.train), ("bench_val", &split.val)] {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let upload = format!("/api/datasets/{name}?task={}", template.task);

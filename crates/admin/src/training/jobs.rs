@@ -207,6 +207,17 @@ pub fn knob_space(
     }
 }
 
+fn container_view(t: &ContainerTemplate) -> TemplateView {
+    TemplateView {
+        name: t.name.clone(),
+        kind: "container".into(),
+        task: t.task.as_str().into(),
+        description: t.description.clone(),
+        image: Some(t.image.clone()),
+        knob_config: serde_json::to_value(&t.knob_config).unwrap_or(Value::Null),
+    }
+}
+
 fn trial_view(job: &Job, t: &Trial) -> TrialView {
     TrialView {
         id: format!("{}-{}", job.id, t.no),
@@ -292,14 +303,7 @@ impl AppState {
             })
             .collect();
         let state = self.node.state().read();
-        out.extend(state.training.templates.values().map(|t| TemplateView {
-            name: t.name.clone(),
-            kind: "container".into(),
-            task: t.task.as_str().into(),
-            description: t.description.clone(),
-            image: Some(t.image.clone()),
-            knob_config: serde_json::to_value(&t.knob_config).unwrap_or(Value::Null),
-        }));
+        out.extend(state.training.templates.values().map(container_view));
         out
     }
 
@@ -331,7 +335,7 @@ impl AppState {
         match self.append(Command::Training(TrainingCommand::RegisterTemplate(t)), "GET /api/templates").await? {
             CommandResult::Training(TrainingResult::Template(t)) => {
                 tracing::info!(template = %t.name, image = %t.image, by = %who.email, "container template registered");
-                Ok(self.list_templates().into_iter().find(|v| v.name == t.name).expect("just registered"))
+                Ok(container_view(&t))
             }
             other => Err(ApiError::internal(format!("unexpected result {other:?}"))),
         }
@@ -561,7 +565,8 @@ impl AppState {
         }
     }
 
-    pub fn trial_logs(
+    /// Reads the log file on a blocking thread: it may be megabytes, on NFS.
+    pub async fn trial_logs(
         &self,
         who: &Principal,
         trial: &str,
@@ -572,16 +577,23 @@ impl AppState {
         let job = self.find_job(who, job_id)?;
         let t = job.trial(no).ok_or_else(|| ApiError::not_found(format!("train job {job_id} has no trial {no}")))?;
         let path = self.training.shared.trial_log(job_id, no);
-        let (entries, next) = read_trial_log(&path, since, limit.clamp(1, 10_000))
+        let limit = limit.clamp(1, 10_000);
+        let (entries, next) = tokio::task::spawn_blocking(move || read_trial_log(&path, since, limit))
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the trial's log: {e}")))?
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok((vec![], since)) } else { Err(e) })
             .map_err(|e| ApiError::internal(format!("reading the trial's log: {e}")))?;
         Ok(TrialLogView { trial: format!("{job_id}-{no}"), entries, next, live: !t.status.is_done() })
     }
 
     /// Lines of a node's own log on the shared directory.
-    pub fn node_logs(&self, node: u64, since: usize, limit: usize) -> Result<(Vec<String>, usize), ApiError> {
+    pub async fn node_logs(&self, node: u64, since: usize, limit: usize) -> Result<(Vec<String>, usize), ApiError> {
         let path = self.training.shared.node_log(node);
-        read_text_log(&path, since, limit.clamp(1, 10_000)).map_err(|e| match e.kind() {
+        let limit = limit.clamp(1, 10_000);
+        let read = tokio::task::spawn_blocking(move || read_text_log(&path, since, limit))
+            .await
+            .map_err(|e| ApiError::internal(format!("reading node {node}'s log: {e}")))?;
+        read.map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ApiError::not_found(format!(
                 "no log of node {node} in the shared directory (nodes write it there with --shared-dir)"
             )),

@@ -148,7 +148,7 @@ impl Orchestrator {
             }
         };
         if job.status == JobStatus::Running {
-            self.materialise(&job)?;
+            self.materialise(&job).await?;
         }
         let workers: Vec<WorkerInfo> =
             runtime.list().await.map_err(|e| e.to_string())?.into_iter().filter(|w| w.job == id).collect();
@@ -217,7 +217,9 @@ impl Orchestrator {
         self.followed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn materialise(&self, job: &Job) -> Step<()> {
+    /// Writes the job's data files once per leadership; the copying runs on
+    /// a blocking thread (datasets may be large, the directory on NFS).
+    async fn materialise(&self, job: &Job) -> Step<()> {
         if self.materialised.lock().unwrap_or_else(|p| p.into_inner()).contains(&job.id) {
             return Ok(());
         }
@@ -231,16 +233,19 @@ impl Orchestrator {
             };
             (train, val)
         };
-        let blobs = self.app.node.blobs();
-        let train = blobs.read(&train).map_err(|e| format!("reading the training dataset: {e}"))?;
-        let val = match val {
-            Some(v) => Some(blobs.read(&v).map_err(|e| format!("reading the validation dataset: {e}"))?),
-            None => None,
-        };
-        self.env
-            .shared
-            .materialise(job.id, job.seed, &train, val.as_deref())
-            .map_err(|e| format!("writing the job's data to {}: {e}", self.env.shared.root().display()))?;
+        let (blobs, shared, id, seed) = (self.app.node.blobs().clone(), self.env.shared.clone(), job.id, job.seed);
+        tokio::task::spawn_blocking(move || {
+            let train = blobs.read(&train).map_err(|e| format!("reading the training dataset: {e}"))?;
+            let val = match val {
+                Some(v) => Some(blobs.read(&v).map_err(|e| format!("reading the validation dataset: {e}"))?),
+                None => None,
+            };
+            shared
+                .materialise(id, seed, &train, val.as_deref())
+                .map_err(|e| format!("writing the job's data to {}: {e}", shared.root().display()))
+        })
+        .await
+        .map_err(|e| format!("copying the job's data: {e}"))??;
         self.materialised.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id);
         Ok(())
     }
