@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::extract::{read_body, JsonBody};
 use crate::inference::{outcome_error, Answer, Call, Inputs};
 use crate::platform::apps::{AppView, CreateAppRequest, SetMembersRequest};
-use crate::platform::cluster::{AddNodeRequest, LeaderRequest, MembersView};
+use crate::platform::cluster::{AddNodeRequest, ClusterStatusView, LeaderRequest, MembersView};
 use crate::platform::datasets::{parse_task, DatasetView};
 use crate::platform::users::{CreateUserRequest, LoginRequest, LoginResponse, UserView};
 use crate::predict::{accepted, async_mode, outcome_json, request_key};
@@ -258,16 +258,34 @@ pub async fn create_app(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-#[utoipa::path(get, path = "/api/apps/{name}", tag = "apps", params(("name" = String, Path, description = "app name")),
-    description = "An app: members, rule, status, request counts and latency on this node. Required role: SUPERADMIN, ADMIN or APP_DEVELOPER (owner).",
-    responses((status = 200, description = "the app", body = AppView), (status = 404, description = "no such app", body = ErrorBody)),
+/// Where an app's request statistics come from.
+#[derive(Debug, Deserialize)]
+pub struct ShowAppQuery {
+    /// `leader`: answer only on the leader (which runs every prediction),
+    /// redirecting there from a follower.
+    #[serde(default)]
+    pub stats: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/apps/{name}", tag = "apps",
+    params(("name" = String, Path, description = "app name"),
+           ("stats" = Option<String>, Query, description = "`leader`: answer on the leader only (a follower redirects), so the request counts and latency are those of the node that serves predictions")),
+    description = "An app: members, rule, status, request counts and latency on the answering node, per 10-second bucket over the last ten minutes. Required role: SUPERADMIN, ADMIN or APP_DEVELOPER (owner).",
+    responses((status = 200, description = "the app", body = AppView), (status = 404, description = "no such app", body = ErrorBody),
+              (status = 307, description = "`stats=leader` on a follower: ask the leader")),
     security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "APP_DEVELOPER"]))))]
 pub async fn show_app(
     State(app): State<AppState>,
     _: Consistent,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Query(query): Query<ShowAppQuery>,
 ) -> Result<Json<AppView>, ApiError> {
+    match query.stats.as_deref() {
+        None | Some("local") => {}
+        Some("leader") => app.require_leader()?,
+        Some(other) => return Err(ApiError::bad_request(format!("stats={other:?}: use leader or local"))),
+    }
     let who = app.authorize_http(&headers, APP_WRITERS)?;
     let found = app.find_app(&who, &name)?;
     Ok(Json(app.app_view(&found)))
@@ -383,6 +401,18 @@ pub async fn members(
 ) -> Result<Json<MembersView>, ApiError> {
     app.authorize_http(&headers, ADMINS)?;
     Ok(Json(app.members_view()))
+}
+
+#[utoipa::path(get, path = "/api/cluster/status", tag = "cluster",
+    description = "Every member's own status (asked by this node, one second each), its lag behind the leader, and the verdict of `boat status`: healthy, degraded (with the reasons) or no quorum. Not linearizable: each member answers for itself. Required role: any signed-in user.",
+    responses((status = 200, description = "the members' status", body = ClusterStatusView), (status = 401, description = "no valid token", body = ErrorBody)),
+    security(("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN", "MODEL_DEVELOPER", "APP_DEVELOPER", "APP_USER"]))))]
+pub async fn cluster_status(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ClusterStatusView>, ApiError> {
+    app.authorize_http(&headers, ANYONE)?;
+    app.cluster_status().await.map(Json)
 }
 
 #[utoipa::path(post, path = "/api/cluster/nodes", tag = "cluster", request_body = AddNodeRequest,

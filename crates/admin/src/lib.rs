@@ -48,6 +48,7 @@ pub mod service;
 pub mod status;
 pub mod training;
 pub mod training_grpc;
+pub mod ui;
 pub mod v2;
 pub mod write;
 

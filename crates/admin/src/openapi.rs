@@ -54,6 +54,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api::stop_app))
         .routes(routes!(api::app_predict))
         .routes(routes!(api::members))
+        .routes(routes!(api::cluster_status))
         .routes(routes!(api::add_node))
         .routes(routes!(api::remove_node))
         .routes(routes!(api::transfer_leader))

@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{admin_grpc, error, grpc, openapi};
+use crate::{admin_grpc, error, grpc, openapi, ui};
 
 /// HTTP settings of a node.
 #[derive(Debug, Clone)]
@@ -64,13 +64,16 @@ pub fn router(state: AppState) -> Router {
     // gRPC shares the HTTP port: see `grpc` for how.
     let grpc = grpc::router(state.clone()).merge(admin_grpc::router(state.clone()));
     let (documented, _) = openapi::documented();
-    Router::new()
+    let api = Router::new()
         .merge(documented)
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::leader_location))
         .layer(axum::middleware::from_fn(error::json_errors))
-        .with_state(state)
-        .merge(grpc)
+        .with_state(state.clone());
+    // The web admin's `/ui/api` calls `api` itself; its pages and assets
+    // are outside the API's error middleware (they answer HTML and files).
+    let ui = ui::router(state, api.clone());
+    api.merge(ui).merge(grpc)
 }
 
 /// While this node leads, makes sure the bootstrap superadmin exists (a

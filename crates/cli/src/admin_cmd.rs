@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use boat_admin::admin_grpc::pb;
+use boat_admin::platform::cluster::{verdict, Seen};
 use clap::Subcommand;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -621,7 +622,8 @@ pub async fn status(conn: &Conn) -> anyhow::Result<bool> {
     let up: Vec<&boat_raft::NodeStatus> = seen.iter().filter_map(|(_, s, _)| s.as_ref()).collect();
     let leader = up.iter().find(|s| s.is_leader);
     let leader_applied = leader.map(|l| l.last_applied);
-    let verdict = verdict(&seen, leader_applied);
+    let views: Vec<Seen<'_>> = seen.iter().map(|(url, s, _)| Seen { addr: url, status: s.as_ref() }).collect();
+    let verdict = verdict(&views);
     if conn.json {
         let nodes: Vec<Value> = seen
             .iter()
@@ -670,43 +672,6 @@ pub async fn status(conn: &Conn) -> anyhow::Result<bool> {
         }
     }
     Ok(verdict.0 != "no quorum")
-}
-
-/// Lag (entries behind the leader's applied index) above which a node
-/// counts as behind.
-const LAG_LIMIT: u64 = 1000;
-
-/// healthy, degraded (with the reason) or no quorum.
-fn verdict(
-    seen: &[(String, Option<boat_raft::NodeStatus>, String)],
-    leader_applied: Option<u64>,
-) -> (&'static str, Option<String>) {
-    let up: Vec<&boat_raft::NodeStatus> = seen.iter().filter_map(|(_, s, _)| s.as_ref()).collect();
-    let voters = up.iter().map(|s| s.members.len()).max().unwrap_or(seen.len()).max(seen.len());
-    if up.len() * 2 <= voters || leader_applied.is_none() {
-        let reason =
-            if leader_applied.is_none() { "no node is leader" } else { "fewer than a majority of nodes answer" };
-        return ("no quorum", Some(reason.to_string()));
-    }
-    let mut reasons = Vec::new();
-    for (url, s, _) in seen {
-        match s {
-            None => reasons.push(format!("{url} is unreachable")),
-            Some(s) if s.divergence.is_some() => reasons.push(format!("node {} diverged from the leader", s.node_id)),
-            Some(s) if leader_applied.is_some_and(|a| a.saturating_sub(s.last_applied) > LAG_LIMIT) => reasons
-                .push(format!("node {} is {} entries behind", s.node_id, leader_applied.unwrap_or(0) - s.last_applied)),
-            Some(_) => {}
-        }
-    }
-    if up.len() < voters {
-        reasons.push(format!("{} of {voters} members answer", up.len()));
-    }
-    if reasons.is_empty() {
-        ("healthy", None)
-    } else {
-        reasons.dedup();
-        ("degraded", Some(reasons.join("; ")))
-    }
 }
 
 fn cluster_table(c: &pb::ClusterNodes) -> String {

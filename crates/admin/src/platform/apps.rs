@@ -57,9 +57,27 @@ pub struct MemberView {
 /// Requests this node answered for an app, and their latency.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct AppStats {
+    /// The node that measured these figures.
+    pub node_id: u64,
     pub requests: u64,
     pub errors: u64,
     /// Over the most recent requests (up to 2048) this node answered.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Seconds per point of `series`.
+    pub bucket_s: u64,
+    /// The last ten minutes, oldest first, one point per `bucket_s` seconds
+    /// (empty buckets included); empty when this node never answered the app.
+    pub series: Vec<StatsPoint>,
+}
+
+/// Requests answered in one time bucket, and their latency.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct StatsPoint {
+    /// The bucket's start, in milliseconds since the Unix epoch.
+    pub t_ms: u64,
+    pub requests: u64,
+    pub errors: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
 }
@@ -92,12 +110,39 @@ struct Samples {
     requests: u64,
     errors: u64,
     recent_ms: VecDeque<f64>,
+    /// Newest last; none older than [`BUCKETS`] buckets.
+    buckets: VecDeque<Bucket>,
+}
+
+struct Bucket {
+    start_s: u64,
+    requests: u64,
+    errors: u64,
+    /// A uniform sample (reservoir) of at most [`BUCKET_SAMPLES`] latencies.
+    ms: Vec<f64>,
 }
 
 const RECENT: usize = 2048;
+/// Seconds per time bucket of the series.
+pub const BUCKET_S: u64 = 10;
+/// Buckets kept: ten minutes.
+const BUCKETS: u64 = 60;
+/// Latencies kept per bucket for its percentiles.
+const BUCKET_SAMPLES: usize = 512;
+
+/// The `q` quantile of `v`, which gets sorted.
+fn quantiles(v: &mut [f64], qs: [f64; 2]) -> [Option<f64>; 2] {
+    v.sort_by(f64::total_cmp);
+    qs.map(|q| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied())
+}
 
 impl LatencyBook {
     pub fn record(&self, name: &str, elapsed: Duration, ok: bool) {
+        self.record_at(name, elapsed, ok, now_ms() / 1000);
+    }
+
+    fn record_at(&self, name: &str, elapsed: Duration, ok: bool, now_s: u64) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
         let mut book = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let s = book.entry(name.to_string()).or_default();
         s.requests += 1;
@@ -107,16 +152,55 @@ impl LatencyBook {
         if s.recent_ms.len() == RECENT {
             s.recent_ms.pop_front();
         }
-        s.recent_ms.push_back(elapsed.as_secs_f64() * 1000.0);
+        s.recent_ms.push_back(ms);
+
+        let start_s = now_s - now_s % BUCKET_S;
+        if s.buckets.back().is_none_or(|b| b.start_s < start_s) {
+            s.buckets.push_back(Bucket { start_s, requests: 0, errors: 0, ms: Vec::new() });
+        }
+        while s.buckets.front().is_some_and(|b| b.start_s + BUCKETS * BUCKET_S <= start_s) {
+            s.buckets.pop_front();
+        }
+        // A clock that stepped back lands in the newest bucket.
+        let Some(b) = s.buckets.back_mut() else { return };
+        b.requests += 1;
+        if !ok {
+            b.errors += 1;
+        }
+        if b.ms.len() < BUCKET_SAMPLES {
+            b.ms.push(ms);
+        } else {
+            let j = rand::random::<u64>() % b.requests;
+            if let Some(slot) = b.ms.get_mut(j as usize) {
+                *slot = ms;
+            }
+        }
     }
 
-    pub fn stats(&self, name: &str) -> AppStats {
+    pub fn stats(&self, node_id: u64, name: &str) -> AppStats {
+        self.stats_at(node_id, name, now_ms() / 1000)
+    }
+
+    fn stats_at(&self, node_id: u64, name: &str, now_s: u64) -> AppStats {
         let book = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(s) = book.get(name) else { return AppStats::default() };
-        let mut sorted: Vec<f64> = s.recent_ms.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let pick = |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied();
-        AppStats { requests: s.requests, errors: s.errors, p50_ms: pick(0.5), p99_ms: pick(0.99) }
+        let Some(s) = book.get(name) else { return AppStats { node_id, bucket_s: BUCKET_S, ..AppStats::default() } };
+        let mut recent: Vec<f64> = s.recent_ms.iter().copied().collect();
+        let [p50_ms, p99_ms] = quantiles(&mut recent, [0.5, 0.99]);
+        let newest = now_s - now_s % BUCKET_S;
+        let series = (0..BUCKETS)
+            .rev()
+            .map(|back| {
+                let start_s = newest.saturating_sub(back * BUCKET_S);
+                match s.buckets.iter().find(|b| b.start_s == start_s) {
+                    Some(b) => {
+                        let [p50_ms, p99_ms] = quantiles(&mut b.ms.clone(), [0.5, 0.99]);
+                        StatsPoint { t_ms: start_s * 1000, requests: b.requests, errors: b.errors, p50_ms, p99_ms }
+                    }
+                    None => StatsPoint { t_ms: start_s * 1000, ..StatsPoint::default() },
+                }
+            })
+            .collect();
+        AppStats { node_id, requests: s.requests, errors: s.errors, p50_ms, p99_ms, bucket_s: BUCKET_S, series }
     }
 }
 
@@ -151,7 +235,7 @@ impl AppState {
             revision: app.revision,
             created_at_ms: app.created_at_ms,
             index: app.index,
-            stats: self.latency.stats(&app.name),
+            stats: self.latency.stats(self.node.id(), &app.name),
         }
     }
 
@@ -240,5 +324,45 @@ impl AppState {
         let app = app_result(self.append(Command::Serving(cmd), "GET /api/apps").await?)?;
         tracing::info!(app = %app.name, by = %who.email, "app deleted");
         Ok(self.app_view(&app))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_series_buckets_requests_and_forgets_after_ten_minutes() {
+        let book = LatencyBook::default();
+        let t0 = 1_000_000; // a bucket boundary
+        for ms in [1, 2, 3, 4] {
+            book.record_at("a", Duration::from_millis(ms), true, t0 + 3);
+        }
+        book.record_at("a", Duration::from_millis(50), false, t0 + BUCKET_S + 1);
+        let st = book.stats_at(7, "a", t0 + BUCKET_S + 2);
+        assert_eq!((st.node_id, st.requests, st.errors, st.series.len()), (7, 5, 1, BUCKETS as usize));
+        let last = &st.series[st.series.len() - 1];
+        let before = &st.series[st.series.len() - 2];
+        assert_eq!((last.t_ms, last.requests, last.errors, last.p50_ms), ((t0 + BUCKET_S) * 1000, 1, 1, Some(50.0)));
+        assert_eq!((before.t_ms, before.requests, before.p50_ms, before.p99_ms), (t0 * 1000, 4, Some(3.0), Some(4.0)));
+        assert!(st.series[..st.series.len() - 2].iter().all(|p| p.requests == 0 && p.p50_ms.is_none()));
+
+        // Ten minutes on, both buckets are gone from the series; the totals stay.
+        book.record_at("a", Duration::from_millis(9), true, t0 + BUCKETS * BUCKET_S + 15);
+        let st = book.stats_at(7, "a", t0 + BUCKETS * BUCKET_S + 15);
+        assert_eq!(st.requests, 6);
+        assert_eq!(st.series.iter().map(|p| p.requests).sum::<u64>(), 1);
+        assert!(book.stats_at(7, "unknown", t0).series.is_empty());
+    }
+
+    #[test]
+    fn a_full_bucket_keeps_a_bounded_sample() {
+        let book = LatencyBook::default();
+        for i in 0..(BUCKET_SAMPLES as u64 * 3) {
+            book.record_at("a", Duration::from_micros(i), true, 500);
+        }
+        let inner = book.inner.lock().unwrap();
+        let b = inner["a"].buckets.back().unwrap();
+        assert_eq!((b.requests, b.ms.len()), (BUCKET_SAMPLES as u64 * 3, BUCKET_SAMPLES));
     }
 }

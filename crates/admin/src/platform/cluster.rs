@@ -111,3 +111,149 @@ impl AppState {
         Ok(self.members_view())
     }
 }
+
+/// How long the cluster view waits for each member's `/status`.
+const STATUS_WITHIN: Duration = Duration::from_secs(1);
+
+/// Lag (entries behind the leader's applied index) above which a node
+/// counts as behind.
+pub const LAG_LIMIT: u64 = 1000;
+
+/// One member as the cluster view saw it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberStatusView {
+    pub id: u64,
+    pub http_addr: String,
+    /// `voter` or `learner`.
+    pub role: String,
+    /// The member's own `/status` document; absent when it did not answer.
+    #[schema(value_type = Option<Object>)]
+    pub status: Option<boat_raft::NodeStatus>,
+    /// Entries behind the leader's applied index.
+    pub lag: Option<u64>,
+    /// Why the member could not be read.
+    pub error: Option<String>,
+}
+
+/// Every member's status, asked by the answering node, and one verdict.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClusterStatusView {
+    /// The node that asked.
+    pub answered_by: u64,
+    pub leader_id: Option<u64>,
+    pub nodes: Vec<MemberStatusView>,
+    /// `healthy`, `degraded` or `no quorum`.
+    pub verdict: String,
+    pub reason: Option<String>,
+}
+
+/// A node's status as seen from outside: its address, and its status or
+/// why it could not be read.
+pub struct Seen<'a> {
+    pub addr: &'a str,
+    pub status: Option<&'a boat_raft::NodeStatus>,
+}
+
+/// The verdict on a cluster from what each of its nodes answered: `healthy`,
+/// `degraded` (with the reasons) or `no quorum`. `boat status` and the
+/// cluster view share it.
+pub fn verdict(seen: &[Seen<'_>]) -> (&'static str, Option<String>) {
+    let up: Vec<&boat_raft::NodeStatus> = seen.iter().filter_map(|s| s.status).collect();
+    let leader_applied = up.iter().find(|s| s.is_leader).map(|l| l.last_applied);
+    let voters = up.iter().map(|s| s.members.len()).max().unwrap_or(seen.len()).max(seen.len());
+    if up.len() * 2 <= voters || leader_applied.is_none() {
+        let reason =
+            if leader_applied.is_none() { "no node is leader" } else { "fewer than a majority of nodes answer" };
+        return ("no quorum", Some(reason.to_string()));
+    }
+    let leader_applied = leader_applied.unwrap_or(0);
+    let mut reasons = Vec::new();
+    for s in seen {
+        match s.status {
+            None => reasons.push(format!("{} is unreachable", s.addr)),
+            Some(s) if s.divergence.is_some() => reasons.push(format!("node {} diverged from the leader", s.node_id)),
+            Some(s) if leader_applied.saturating_sub(s.last_applied) > LAG_LIMIT => {
+                reasons.push(format!("node {} is {} entries behind", s.node_id, leader_applied - s.last_applied))
+            }
+            Some(_) => {}
+        }
+    }
+    if up.len() < voters {
+        reasons.push(format!("{} of {voters} members answer", up.len()));
+    }
+    if reasons.is_empty() {
+        ("healthy", None)
+    } else {
+        reasons.dedup();
+        ("degraded", Some(reasons.join("; ")))
+    }
+}
+
+/// Reads `http://{addr}/status`.
+async fn member_status(http: &reqwest::Client, addr: &str) -> Result<boat_raft::NodeStatus, String> {
+    let r = http.get(format!("http://{addr}/status")).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("/status answered {}", r.status()));
+    }
+    r.json::<boat_raft::NodeStatus>().await.map_err(|e| format!("unreadable /status: {e}"))
+}
+
+impl AppState {
+    /// Asks every member for its status, in parallel, and judges the whole.
+    pub async fn cluster_status(&self) -> Result<ClusterStatusView, ApiError> {
+        let members = self.members_view();
+        let http = reqwest::Client::builder()
+            .timeout(STATUS_WITHIN)
+            .no_proxy()
+            .build()
+            .map_err(|e| ApiError::internal(format!("HTTP client: {e}")))?;
+        let own = self.node.status();
+        let answers = futures::future::join_all(members.nodes.iter().map(|n| {
+            let http = &http;
+            let own = &own;
+            async move {
+                // This node answers from memory rather than through its own port.
+                if n.id == own.node_id {
+                    Ok(own.clone())
+                } else {
+                    member_status(http, &n.http_addr).await
+                }
+            }
+        }))
+        .await;
+        let seen: Vec<Seen<'_>> = members
+            .nodes
+            .iter()
+            .zip(&answers)
+            .map(|(n, a)| Seen { addr: &n.http_addr, status: a.as_ref().ok() })
+            .collect();
+        let (verdict, reason) = verdict(&seen);
+        let leader_applied = answers.iter().flatten().find(|s| s.is_leader).map(|s| s.last_applied);
+        let nodes = members
+            .nodes
+            .iter()
+            .zip(answers)
+            .map(|(n, a)| {
+                let (status, error) = match a {
+                    Ok(s) => (Some(s), None),
+                    Err(e) => (None, Some(e)),
+                };
+                MemberStatusView {
+                    id: n.id,
+                    http_addr: n.http_addr.clone(),
+                    role: n.role.clone(),
+                    lag: status.as_ref().zip(leader_applied).map(|(s, a)| a.saturating_sub(s.last_applied)),
+                    status,
+                    error,
+                }
+            })
+            .collect();
+        Ok(ClusterStatusView {
+            answered_by: own.node_id,
+            leader_id: members.leader_id,
+            nodes,
+            verdict: verdict.into(),
+            reason,
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! `/ui/api/<path>`: the node's own API for the web admin's scripts.
+//!
+//! The request runs through the node's router as `/<path>`, so roles,
+//! validation and errors are the API's own. When the answer is a redirect
+//! to the leader (a write on a follower), the request is sent there from
+//! this node: a browser cannot follow a cross-origin redirect with an
+//! `Authorization` header. Only redirects to a current member's HTTP
+//! address are followed, at most [`HOPS`] times, and only the API's own
+//! paths are reachable (`/control` is not).
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower::ServiceExt;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::server::AppState;
+
+/// Path prefixes reachable through `/ui/api`.
+const ALLOWED: &[&str] = &["api/", "apps/", "v2/", "predictions/"];
+/// Redirects followed per request.
+const HOPS: usize = 2;
+/// Request headers passed on to the leader.
+const PASSED: &[HeaderName] = &[header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+const PASSED_CUSTOM: &[&str] = &["idempotency-key", "x-boat-consistency"];
+/// Response headers passed back from the leader.
+const RETURNED: &[HeaderName] = &[header::CONTENT_TYPE, header::RETRY_AFTER, header::LOCATION];
+
+#[derive(Clone)]
+pub struct Forwarder {
+    state: AppState,
+    api: Router,
+    http: reqwest::Client,
+}
+
+impl Forwarder {
+    pub fn new(state: AppState, api: Router) -> Self {
+        // A client without a proxy: the leader is a member on our network.
+        let http = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|_| reqwest::Client::new());
+        Forwarder { state, api, http }
+    }
+
+    pub async fn handle(self, req: Request) -> Response {
+        match self.run(req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn run(self, req: Request) -> Result<Response, ApiError> {
+        let (parts, body) = req.into_parts();
+        let rest = parts.uri.path().strip_prefix("/ui/api/").unwrap_or("");
+        if !ALLOWED.iter().any(|p| rest.starts_with(p)) {
+            return Err(ApiError::not_found(format!("/ui/api/{rest} is not part of the API the web admin uses")));
+        }
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("/{rest}?{q}"),
+            None => format!("/{rest}"),
+        };
+        let uri: Uri = path_and_query.parse().map_err(|_| ApiError::bad_request("unparsable path"))?;
+        let limit = self.state.config.max_model_bytes.max(self.state.config.max_body_bytes) + 64 * 1024;
+        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body is over {limit} bytes"))
+        })?;
+
+        let mut inner = Request::builder().method(parts.method.clone()).uri(uri);
+        for (name, value) in &parts.headers {
+            inner = inner.header(name, value);
+        }
+        let inner = inner.body(Body::from(body.clone())).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut response = match self.api.clone().oneshot(inner).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        for _ in 0..HOPS {
+            let Some(location) = self.leader_location(&response) else { return Ok(response) };
+            response = self.send(&parts.method, &location, &parts.headers, body.clone()).await?;
+        }
+        Ok(response)
+    }
+
+    /// The redirect's target, when `response` is a redirect to a member.
+    fn leader_location(&self, response: &Response) -> Option<String> {
+        if !matches!(response.status(), StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT) {
+            return None;
+        }
+        let location = response.headers().get(header::LOCATION)?.to_str().ok()?;
+        let authority = location.strip_prefix("http://")?.split('/').next()?;
+        let members = self.state.members_view();
+        members.nodes.iter().any(|n| n.http_addr == authority).then(|| location.to_string())
+    }
+
+    async fn send(&self, method: &Method, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+        let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
+            .map_err(|_| ApiError::bad_request(format!("method {method} cannot be forwarded")))?;
+        // Uploads of large models may take a while; a write waits for commit.
+        let timeout = self.state.config.write_timeout * 2 + Duration::from_secs(60);
+        let mut request = self.http.request(method, url).timeout(timeout).body(body);
+        for name in PASSED {
+            if let Some(v) = headers.get(name) {
+                request = request.header(name.as_str(), v.as_bytes());
+            }
+        }
+        for name in PASSED_CUSTOM {
+            if let Some(v) = headers.get(*name) {
+                request = request.header(*name, v.as_bytes());
+            }
+        }
+        let answer = request.send().await.map_err(|e| {
+            let leader = url.split('/').nth(2).unwrap_or(url);
+            ApiError::unavailable(format!("the leader at {leader} did not answer: {e}"), 1)
+        })?;
+        let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut out = HeaderMap::new();
+        for name in RETURNED {
+            if let Some(v) =
+                answer.headers().get(name.as_str()).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+            {
+                out.insert(name.clone(), v);
+            }
+        }
+        let bytes = answer
+            .bytes()
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the leader's answer was cut short: {e}"), 1))?;
+        Ok((status, out, bytes).into_response())
+    }
+}
