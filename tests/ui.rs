@@ -53,7 +53,7 @@ async fn page_weight(sb: &Sandbox, base: &str, path: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_web_admin_works_in_a_real_browser() {
-    let sb = Sandbox::start(3, &[]).unwrap();
+    let mut sb = Sandbox::start(3, &[]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();
     let follower = others(leader)[0];
     let leader_id = sb.status(leader).await.unwrap().node_id;
@@ -172,13 +172,51 @@ async fn the_web_admin_works_in_a_real_browser() {
         "{trials:?}"
     );
     b.screenshot("job").await;
+
+    // Deploy the best trial to a new app from the job's page.
+    b.fill("#deploy input[name=app]", "iris-best").await;
+    b.click("#deploy button[type=submit]").await;
+    let done = b
+        .wait_js("the deploy", "const b = document.getElementById('banner'); return !b.hidden && b.textContent;", SLOW)
+        .await;
+    assert!(done.as_str().unwrap().starts_with("App iris-best now serves iris-ui-job1:"), "{done}");
+    let best = sb.api(leader, Method::GET, "/api/jobs/1/best", None, &sb.token()).await;
+    let app = sb.api(leader, Method::GET, "/api/apps/iris-best", None, &sb.token()).await;
+    let model = best.body["trials"][0]["model"].as_str().unwrap().to_string();
+    let member = &app.body["members"][0];
+    assert_eq!(format!("{}:{}", member["model"].as_str().unwrap(), member["version"]), model, "{}", app.text);
+
+    // A long job, stopped from its page.
     b.goto(&format!("{on_follower}/ui/jobs")).await;
-    b.wait_js("the job listed", "return document.querySelectorAll('#jobs tbody tr a').length === 1;", SLOW).await;
+    b.fill("#create-job input[name=app]", "iris-long").await;
+    b.click("#create-job input[value=mlp_classifier]").await;
+    b.fill("#create-job input[name=trials]", "200").await;
+    b.click("#create-job button[type=submit]").await;
+    b.wait_js("the long job running", "const s = document.getElementById('job-status'); return s && document.querySelector('#trials tbody tr') && s.textContent === 'running';", SLOW).await;
+    b.click("#stop").await;
+    b.client.accept_alert().await.expect("the stop asks to confirm");
+    b.wait_js(
+        "the job stopped",
+        "const s = document.getElementById('job-status'); return s && s.textContent.startsWith('stopped');",
+        SLOW,
+    )
+    .await;
+    b.goto(&format!("{on_follower}/ui/jobs")).await;
+    b.wait_js("both jobs listed", "return document.querySelectorAll('#jobs tbody tr a').length === 2;", SLOW).await;
     b.screenshot("jobs").await;
 
     // Users, for admins.
     b.goto(&format!("{on_follower}/ui/users")).await;
-    b.wait_js("the users", "return document.querySelectorAll('#users tbody tr').length >= 3;", SLOW).await;
+    b.wait_js("the users", "return document.querySelectorAll('#users tbody tr').length === 3;", SLOW).await;
+    b.fill("#create-user input[name=email]", "temp@example.org").await;
+    b.fill("#create-user input[name=password]", PASSWORD).await;
+    b.click("#create-user button[type=submit]").await;
+    b.wait_js("the new user", "return document.querySelectorAll('#users tbody tr').length === 4;", SLOW).await;
+    b.js("[...document.querySelectorAll('#users tbody tr')].find(tr => tr.children[1].textContent === 'temp@example.org').querySelector('button[data-action=ban]').click();", vec![]).await;
+    b.wait_js("the ban", "return [...document.querySelectorAll('#users tbody tr')].some(tr => tr.children[1].textContent === 'temp@example.org' && tr.children[3].textContent === 'banned');", SLOW).await;
+    let users = sb.api(leader, Method::GET, "/api/users", None, &sb.token()).await;
+    let temp = users.body["users"].as_array().unwrap().iter().find(|u| u["email"] == "temp@example.org").cloned();
+    assert_eq!(temp.map(|u| u["banned"].clone()), Some(json!(true)), "{}", users.text);
     b.screenshot("users").await;
 
     // Page weights (the HTML and the assets it links, as served) and load
@@ -261,5 +299,23 @@ async fn the_web_admin_works_in_a_real_browser() {
     b.screenshot("refused").await;
     let listed = sb.api(leader, Method::GET, "/api/datasets/sneaky", None, &sb.token()).await;
     assert_eq!(listed.status, 404, "nothing was stored: {refused}");
+
+    // A node down: the cluster page says so and goes on refreshing.
+    let down = others(leader)[1];
+    let down_id = sb.status(down).await.unwrap().node_id;
+    sb.cluster.kill_node(down).await.unwrap();
+    b.goto(&format!("{on_leader}/ui/")).await;
+    let verdict = b
+        .wait_js(
+            "the degraded verdict",
+            "const v = document.getElementById('verdict').textContent; return v.startsWith('degraded') && v;",
+            SLOW,
+        )
+        .await;
+    assert!(verdict.as_str().unwrap().contains("is unreachable"), "{verdict}");
+    let table = rows(&b, "nodes").await;
+    let row = table.iter().find(|r| r[0] == down_id.to_string()).expect("the dead node's row");
+    assert!(row[10].starts_with("unreachable"), "{row:?}");
+    b.screenshot("cluster-degraded").await;
     b.close().await;
 }

@@ -62,6 +62,9 @@ pub struct AdvisorArgs {
     /// CSV file to split into training and validation rows.
     #[arg(long, default_value = "datasets/digits.csv")]
     pub dataset: PathBuf,
+    /// Fraction of the rows used for training; the rest validate.
+    #[arg(long, default_value_t = 0.8)]
+    pub train_fraction: f64,
     /// The dataset's target column.
     #[arg(long, default_value = "target")]
     pub target: String,
@@ -108,7 +111,10 @@ pub async fn run(args: AdvisorArgs) -> anyhow::Result<()> {
         builtin_template(&args.template).with_context(|| format!("no built-in template {}", args.template))?;
     let space = knob_space(&template, args.epochs_cap)?;
     let dir = tempfile::Builder::new().prefix("boat-bench-advisor-").tempdir()?;
-    let split = Split::write(&args.dataset, dir.path())?;
+    if !(args.train_fraction > 0.0 && args.train_fraction < 1.0) {
+        bail!("--train-fraction must be between 0 and 1");
+    }
+    let split = Split::write(&args.dataset, dir.path(), args.train_fraction)?;
     let started = Instant::now();
     println!(
         "{} on {} ({} training / {} validation rows, split with a fixed seed), {}, RAYON_NUM_THREADS={}",
@@ -154,9 +160,9 @@ struct Split {
 
 impl Split {
     /// Orders the rows by a seeded hash of their position and writes the
-    /// first 80% to `train.csv`, the rest to `val.csv`, both under `dir`
-    /// with the original header.
-    fn write(dataset: &Path, dir: &Path) -> anyhow::Result<Split> {
+    /// first `fraction` of them to `train.csv`, the rest to `val.csv`, both
+    /// under `dir` with the original header.
+    fn write(dataset: &Path, dir: &Path, fraction: f64) -> anyhow::Result<Split> {
         let text = std::fs::read_to_string(dataset).with_context(|| format!("reading {}", dataset.display()))?;
         let mut lines = text.lines();
         let header = lines.next().with_context(|| format!("{} is empty", dataset.display()))?;
@@ -169,7 +175,7 @@ impl Split {
             bail!("{} has {} rows; the split needs at least 5", dataset.display(), rows.len());
         }
         rows.sort_unstable();
-        let n_train = rows.len() * 4 / 5;
+        let n_train = ((rows.len() as f64 * fraction).round() as usize).clamp(1, rows.len() - 1);
         let write = |name: &str, part: &[(u64, &str)]| -> anyhow::Result<PathBuf> {
             let path = dir.join(name);
             let mut out = String::with_capacity(text.len());
@@ -494,7 +500,7 @@ mod tests {
         let split_into = |name: &str| {
             let out = dir.path().join(name);
             std::fs::create_dir_all(&out).unwrap();
-            Split::write(&csv, &out).unwrap()
+            Split::write(&csv, &out, 0.8).unwrap()
         };
         let (a, b) = (split_into("a"), split_into("b"));
         assert_eq!((a.train_rows, a.val_rows), (40, 10));

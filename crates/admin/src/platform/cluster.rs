@@ -191,7 +191,15 @@ pub fn verdict(seen: &[Seen<'_>]) -> (&'static str, Option<String>) {
 
 /// Reads `http://{addr}/status`.
 async fn member_status(http: &reqwest::Client, addr: &str) -> Result<boat_raft::NodeStatus, String> {
-    let r = http.get(format!("http://{addr}/status")).send().await.map_err(|e| e.to_string())?;
+    let r = http.get(format!("http://{addr}/status")).send().await.map_err(|e| {
+        if e.is_timeout() {
+            format!("no answer within {} s", STATUS_WITHIN.as_secs())
+        } else if e.is_connect() {
+            "cannot connect (not running, or cut off)".to_string()
+        } else {
+            e.to_string()
+        }
+    })?;
     if !r.status().is_success() {
         return Err(format!("/status answered {}", r.status()));
     }
