@@ -255,3 +255,42 @@ async fn the_time_budget_stops_running_trials_and_a_stopped_job_starts_none() {
     let r = api(&sb, leader, Method::POST, &format!("/api/jobs/{stopped}/stop"), None, &token).await;
     assert_eq!(r.status, 409, "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_errored_trials_in_a_row_stop_the_job_with_the_reason() {
+    let sb = Sandbox::start(3, &[]).unwrap();
+    let leader = sb.wait_for_leader().await.unwrap();
+    let token = sb.token();
+    sb.upload_dataset(leader, "iris", "iris.csv", &token).await;
+    let job = json!({
+        "app": "iris", "task": "classification", "train_dataset": "iris", "templates": ["logistic_regression"],
+        "budget": {"trials": 400, "workers": 4, "minutes": 20}, "seed": 3
+    });
+    let r = api(&sb, leader, Method::POST, "/api/jobs", Some(job), &token).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_u64().unwrap();
+
+    // Once a trial has completed, the job's validation rows are spoilt on the
+    // shared directory: from then on every worker fails reading them.
+    wait_for_trial(&sb, id, &token, |t| t["status"] == "completed").await;
+    let val = sb.shared_dir().join(format!("jobs/{id}/data/val.csv"));
+    std::fs::write(&val, "not,the,columns\n1,2,3\n").unwrap();
+
+    let done = sb.wait_for_job(id, &token, Duration::from_secs(240), |j| j["status"] != "running").await;
+    assert_eq!(done["status"], "errored", "{done}");
+    let reason = done["reason"].as_str().unwrap();
+    assert!(reason.contains("trials in a row errored") && reason.contains("val.csv"), "{reason}");
+    let settled = sb.wait_for_job(id, &token, Duration::from_secs(30), |j| j["trials_running"] == 0).await;
+    let all = trials(&sb, leader, id, &token).await;
+    assert!(all.len() < 400, "the job stopped before its budget: {settled}");
+    // The last hundred finished trials, in order, all errored.
+    let mut finished: Vec<&Value> = all.iter().filter(|t| t["status"] != "stopped").collect();
+    finished.sort_by_key(|t| t["ended_at_ms"].as_u64());
+    let tail = &finished[finished.len() - 100..];
+    assert!(tail.iter().all(|t| t["status"] == "errored"), "{tail:?}");
+    assert!(all.iter().any(|t| t["status"] == "completed"), "the trials before the damage completed");
+    assert!(all.iter().all(|t| t["status"] != "running" && t["status"] != "pending"), "nothing left running");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = api(&sb, leader, Method::GET, &format!("/api/jobs/{id}"), None, &token).await;
+    assert_eq!(later.body["trials_proposed"], settled["trials_proposed"], "no trial after the stop");
+}
