@@ -3,7 +3,9 @@
 //! Every HTTP route is registered here, through utoipa's `OpenApiRouter`,
 //! so a route cannot be served without being documented, nor documented
 //! without being served. Each operation names the roles it needs in its
-//! description and in `x-required-roles`.
+//! description and in `x-required-roles`. The web admin's pages under
+//! `/ui/` are HTML for browsers, not API, and stay outside the document;
+//! its `/ui/api/...` reaches only the routes registered here.
 
 use axum::routing::get;
 use axum::{Json, Router};

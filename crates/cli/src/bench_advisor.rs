@@ -2,8 +2,14 @@
 //! worker buys a train job.
 //!
 //! 1. **Advisor quality.** The dataset (by default the shipped
-//!    `datasets/digits.csv`) is split once, with a fixed seed, into 80%
-//!    training and 20% validation rows written to a temporary directory.
+//!    `datasets/digits.csv`) is split once, with a fixed seed, into 20%
+//!    training and 80% validation rows (`--train-fraction`) written to a
+//!    temporary directory. Why so few training rows: with 80% of digits to
+//!    train on, nearly every configuration reaches 97-98% and one of the
+//!    360 validation rows is worth 0.0028, so the searches end within two
+//!    rows of each other and the comparison measures noise. On 359 training
+//!    rows the knobs matter (capacity, learning rate and weight decay
+//!    against overfitting), and 1,438 validation rows resolve 0.0007.
 //!    Every advisor then runs a sequential search of `--trials` trials for
 //!    each of `--seeds` seeds, every trial training the template in this
 //!    process ([`boat_training::templates::train`]) and scoring on the
@@ -63,7 +69,7 @@ pub struct AdvisorArgs {
     #[arg(long, default_value = "datasets/digits.csv")]
     pub dataset: PathBuf,
     /// Fraction of the rows used for training; the rest validate.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.2)]
     pub train_fraction: f64,
     /// The dataset's target column.
     #[arg(long, default_value = "target")]
