@@ -91,8 +91,15 @@ impl Browser {
     /// panics with the banner's text and a screenshot after `within`.
     pub async fn wait_js(&self, what: &str, script: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
+        // A check may throw while the page is still rendering; the last
+        // error is reported if it never passes.
+        let mut last_error = None;
         loop {
-            if let Ok(v) = self.client.execute(script, vec![]).await {
+            let ran = self.client.execute(script, vec![]).await;
+            if let Err(e) = &ran {
+                last_error = Some(e.to_string());
+            }
+            if let Ok(v) = ran {
                 let truthy = match &v {
                     Value::Null => false,
                     Value::Bool(b) => *b,
@@ -107,7 +114,7 @@ impl Browser {
             if Instant::now() > deadline {
                 let banner = self.banner().await;
                 self.screenshot(&format!("failed-{}", what.replace(' ', "-"))).await;
-                panic!("{what}: not seen within {within:?}; banner: {banner:?}");
+                panic!("{what}: not seen within {within:?}; banner: {banner:?}; last script error: {last_error:?}");
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }

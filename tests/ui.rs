@@ -116,13 +116,18 @@ async fn the_web_admin_works_in_a_real_browser() {
         .await;
     let answer: Value = serde_json::from_str(answer.as_str().unwrap()).unwrap();
     assert_eq!(answer["output"]["output_label"], json!([expected["iris_logreg"]["output_label"][2]]), "{answer}");
-    // The leader's figures reach the chart at the next refresh.
+    // The leader's figures reach the page at the next refresh.
     b.wait_js(
-        "the request in the rate chart",
-        "const g = document.querySelector('#rate-chart g.series'); return g && g.dataset.points > 0 && document.querySelector('#rate-chart polyline');",
-        SLOW,
+        "the request counted",
+        "return [...document.querySelectorAll('#facts dd')].some(d => d.textContent === '1 (0)') && document.querySelector('#rate-chart polyline');",
+        Duration::from_secs(15),
     )
     .await;
+    let measured = b.js("return document.querySelector('#content > p.muted').textContent;", vec![]).await;
+    assert!(
+        measured.as_str().unwrap().starts_with(&format!("Measured by node {leader_id} (the leader)")),
+        "{measured}"
+    );
     b.screenshot("app").await;
 
     // Datasets through the form, then a train job on them.
@@ -166,6 +171,8 @@ async fn the_web_admin_works_in_a_real_browser() {
     b.wait_js("a best-so-far line", "return document.querySelector('#score-chart polyline');", SLOW).await;
     b.wait_js("per-epoch metrics", "return document.querySelectorAll('#metrics-chart polyline').length >= 2;", SLOW)
         .await;
+    let still = sb.status(follower).await.unwrap();
+    assert!(!still.is_leader, "the writes above went through a follower's page");
     let trials = rows(&b, "trials").await;
     assert!(
         trials.iter().all(|r| r[1] == "logistic_regression" && r[4].parse::<f64>().is_ok_and(|s| s > 0.5)),
@@ -248,6 +255,7 @@ async fn the_web_admin_works_in_a_real_browser() {
                     SLOW,
                 )
                 .await;
+            assert_eq!(b.banner().await, None, "{page} loaded without an error");
             loads.push(m["load_ms"].as_f64().unwrap());
             ready.push(m["ready_ms"].as_f64().unwrap());
         }
@@ -263,6 +271,23 @@ async fn the_web_admin_works_in_a_real_browser() {
     let report = serde_json::to_string_pretty(&weights).unwrap();
     eprintln!("page weights:\n{report}");
     std::fs::write(b.artifacts().join("page-weights.json"), &report).unwrap();
+
+    // Only the API's own routes are reachable through /ui/api, and only
+    // numeric job pages exist.
+    for path in
+        ["/ui/api/control", "/ui/api/status", "/ui/api/metrics", "/ui/api/api/../control", "/ui/api/api/%2e%2e/control"]
+    {
+        let r = sb
+            .client()
+            .send_raw(Method::POST, &on_follower, path, "application/json", b"{}".to_vec(), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+    }
+    for path in ["/ui/jobs/..%2Fusers%2F5%2Fban%3F", "/ui/apps/..%2Fusers"] {
+        let r = sb.client().send_raw(Method::GET, &on_follower, path, "text/plain", Vec::new(), None).await.unwrap();
+        assert!(r.status == 404 && r.text.contains("Not found · Boat"), "{path}: {} {}", r.status, r.text);
+    }
 
     // Sign out; a user with too low a role sees what it may not do refused.
     b.click("#signout").await;

@@ -281,12 +281,12 @@ pub async fn show_app(
     Path(name): Path<String>,
     Query(query): Query<ShowAppQuery>,
 ) -> Result<Json<AppView>, ApiError> {
+    let who = app.authorize_http(&headers, APP_WRITERS)?;
     match query.stats.as_deref() {
         None | Some("local") => {}
         Some("leader") => app.require_leader()?,
         Some(other) => return Err(ApiError::bad_request(format!("stats={other:?}: use leader or local"))),
     }
-    let who = app.authorize_http(&headers, APP_WRITERS)?;
     let found = app.find_app(&who, &name)?;
     Ok(Json(app.app_view(&found)))
 }

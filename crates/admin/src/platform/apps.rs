@@ -67,7 +67,8 @@ pub struct AppStats {
     /// Seconds per point of `series`.
     pub bucket_s: u64,
     /// The last ten minutes, oldest first, one point per `bucket_s` seconds
-    /// (empty buckets included); empty when this node never answered the app.
+    /// (empty buckets included); empty when this node never answered the app,
+    /// and in the list of apps.
     pub series: Vec<StatsPoint>,
 }
 
@@ -182,25 +183,42 @@ impl LatencyBook {
     }
 
     fn stats_at(&self, node_id: u64, name: &str, now_s: u64) -> AppStats {
-        let book = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(s) = book.get(name) else { return AppStats { node_id, bucket_s: BUCKET_S, ..AppStats::default() } };
-        let mut recent: Vec<f64> = s.recent_ms.iter().copied().collect();
+        // Copy under the lock, sort after: predictions record into it.
+        let (requests, errors, mut recent, buckets) = {
+            let book = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(s) = book.get(name) else {
+                return AppStats { node_id, bucket_s: BUCKET_S, ..AppStats::default() };
+            };
+            let buckets: Vec<(u64, u64, u64, Vec<f64>)> =
+                s.buckets.iter().map(|b| (b.start_s, b.requests, b.errors, b.ms.clone())).collect();
+            (s.requests, s.errors, s.recent_ms.iter().copied().collect::<Vec<f64>>(), buckets)
+        };
         let [p50_ms, p99_ms] = quantiles(&mut recent, [0.5, 0.99]);
         let newest = now_s - now_s % BUCKET_S;
+        let mut buckets = buckets.into_iter().peekable();
         let series = (0..BUCKETS)
             .rev()
             .map(|back| {
                 let start_s = newest.saturating_sub(back * BUCKET_S);
-                match s.buckets.iter().find(|b| b.start_s == start_s) {
-                    Some(b) => {
-                        let [p50_ms, p99_ms] = quantiles(&mut b.ms.clone(), [0.5, 0.99]);
-                        StatsPoint { t_ms: start_s * 1000, requests: b.requests, errors: b.errors, p50_ms, p99_ms }
+                while buckets.peek().is_some_and(|b| b.0 < start_s) {
+                    buckets.next();
+                }
+                match buckets.next_if(|b| b.0 == start_s) {
+                    Some((_, requests, errors, mut ms)) => {
+                        let [p50_ms, p99_ms] = quantiles(&mut ms, [0.5, 0.99]);
+                        StatsPoint { t_ms: start_s * 1000, requests, errors, p50_ms, p99_ms }
                     }
                     None => StatsPoint { t_ms: start_s * 1000, ..StatsPoint::default() },
                 }
             })
             .collect();
-        AppStats { node_id, requests: s.requests, errors: s.errors, p50_ms, p99_ms, bucket_s: BUCKET_S, series }
+        AppStats { node_id, requests, errors, p50_ms, p99_ms, bucket_s: BUCKET_S, series }
+    }
+
+    /// Forgets an app's figures (it was deleted; a new app of the same name
+    /// starts from nothing).
+    pub fn forget(&self, name: &str) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
     }
 }
 
@@ -281,7 +299,14 @@ impl AppState {
             let state = self.node.state().read();
             state.serving.apps.apps.values().filter(|a| who.sees(a.owner)).cloned().collect()
         };
-        apps.iter().map(|a| self.app_view(a)).collect()
+        // The list carries totals; an app's own view has the time series.
+        apps.iter()
+            .map(|a| {
+                let mut view = self.app_view(a);
+                view.stats.series.clear();
+                view
+            })
+            .collect()
     }
 
     pub fn find_app(&self, who: &Principal, name: &str) -> Result<App, ApiError> {
@@ -323,7 +348,9 @@ impl AppState {
         let cmd = ServingCommand::DeleteApp { name: name.to_string() };
         let app = app_result(self.append(Command::Serving(cmd), "GET /api/apps").await?)?;
         tracing::info!(app = %app.name, by = %who.email, "app deleted");
-        Ok(self.app_view(&app))
+        let view = self.app_view(&app);
+        self.latency.forget(&app.name);
+        Ok(view)
     }
 }
 

@@ -159,11 +159,20 @@ pub struct Seen<'a> {
 /// cluster view share it.
 pub fn verdict(seen: &[Seen<'_>]) -> (&'static str, Option<String>) {
     let up: Vec<&boat_raft::NodeStatus> = seen.iter().filter_map(|s| s.status).collect();
+    // The voters, as the answering nodes know them (learners do not count
+    // towards a majority); a node too old to list them lists its members.
+    let mut voters: Vec<u64> = up
+        .iter()
+        .flat_map(|s| if s.voters.is_empty() { s.members.iter().map(|m| m.id).collect() } else { s.voters.clone() })
+        .collect();
+    voters.sort_unstable();
+    voters.dedup();
+    let n_voters = if voters.is_empty() { seen.len() } else { voters.len() };
+    let voters_up = up.iter().filter(|s| voters.is_empty() || voters.contains(&s.node_id)).count();
     let leader_applied = up.iter().find(|s| s.is_leader).map(|l| l.last_applied);
-    let voters = up.iter().map(|s| s.members.len()).max().unwrap_or(seen.len()).max(seen.len());
-    if up.len() * 2 <= voters || leader_applied.is_none() {
+    if voters_up * 2 <= n_voters || leader_applied.is_none() {
         let reason =
-            if leader_applied.is_none() { "no node is leader" } else { "fewer than a majority of nodes answer" };
+            if leader_applied.is_none() { "no node is leader" } else { "fewer than a majority of voters answer" };
         return ("no quorum", Some(reason.to_string()));
     }
     let leader_applied = leader_applied.unwrap_or(0);
@@ -178,8 +187,8 @@ pub fn verdict(seen: &[Seen<'_>]) -> (&'static str, Option<String>) {
             Some(_) => {}
         }
     }
-    if up.len() < voters {
-        reasons.push(format!("{} of {voters} members answer", up.len()));
+    if voters_up < n_voters {
+        reasons.push(format!("{voters_up} of {n_voters} voters answer"));
     }
     if reasons.is_empty() {
         ("healthy", None)
@@ -210,14 +219,17 @@ impl AppState {
     /// Asks every member for its status, in parallel, and judges the whole.
     pub async fn cluster_status(&self) -> Result<ClusterStatusView, ApiError> {
         let members = self.members_view();
-        let http = reqwest::Client::builder()
-            .timeout(STATUS_WITHIN)
-            .no_proxy()
-            .build()
+        // One client for every call, so that its connections are reused.
+        static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+        let http = CLIENT
+            .get_or_init(|| {
+                let builder = reqwest::Client::builder().timeout(STATUS_WITHIN).no_proxy();
+                builder.redirect(reqwest::redirect::Policy::none()).build().map_err(|e| e.to_string())
+            })
+            .as_ref()
             .map_err(|e| ApiError::internal(format!("HTTP client: {e}")))?;
         let own = self.node.status();
         let answers = futures::future::join_all(members.nodes.iter().map(|n| {
-            let http = &http;
             let own = &own;
             async move {
                 // This node answers from memory rather than through its own port.
@@ -263,5 +275,62 @@ impl AppState {
             verdict: verdict.into(),
             reason,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: u64, leader: bool, applied: u64, voters: &[u64], members: &[u64]) -> boat_raft::NodeStatus {
+        let json = serde_json::json!({
+            "node_id": id, "is_leader": leader, "state": if leader { "Leader" } else { "Follower" },
+            "leader_id": null, "leader_http": null, "term": 2, "commit_index": applied, "last_applied": applied,
+            "last_log_index": applied, "snapshot_index": null, "purged_index": null, "log_entries": 0,
+            "members": members.iter().map(|m| serde_json::json!({"id": m, "raft_addr": "a", "http_addr": "b"})).collect::<Vec<_>>(),
+            "voters": voters, "state_digest": "d", "predictions_run": 0, "idempotency_records": 0,
+            "divergence": null, "faults": {"partitioned": {}, "delay_ms": 0}
+        });
+        serde_json::from_value(json).expect("a status document")
+    }
+
+    #[test]
+    fn learners_do_not_count_towards_the_majority() {
+        let (voters, members) = ([0, 1, 2], [0, 1, 2, 3]);
+        let leader = status(0, true, 10, &voters, &members);
+        let follower = status(1, false, 10, &voters, &members);
+        let learner = status(3, false, 10, &voters, &members);
+        // Two of three voters up, a learner and a voter down: degraded, not lost.
+        let seen = [
+            Seen { addr: "n0", status: Some(&leader) },
+            Seen { addr: "n1", status: Some(&follower) },
+            Seen { addr: "n2", status: None },
+            Seen { addr: "n3", status: None },
+        ];
+        let (v, reason) = verdict(&seen);
+        assert_eq!(v, "degraded", "{reason:?}");
+        assert!(reason.unwrap().contains("2 of 3 voters answer"));
+        // One voter and the learner up: no majority of voters.
+        let seen = [
+            Seen { addr: "n0", status: Some(&leader) },
+            Seen { addr: "n1", status: None },
+            Seen { addr: "n2", status: None },
+            Seen { addr: "n3", status: Some(&learner) },
+        ];
+        assert_eq!(verdict(&seen).0, "no quorum");
+        let all = [Seen { addr: "n0", status: Some(&leader) }, Seen { addr: "n1", status: Some(&follower) }];
+        let (v, _) = verdict(&all[..1]);
+        assert_eq!(v, "no quorum", "one of three voters");
+        let behind = status(1, false, 10 - 10, &voters, &members);
+        let three = status(2, false, 10, &voters, &members);
+        let lagging = status(0, true, LAG_LIMIT + 50, &voters, &members);
+        let seen = [
+            Seen { addr: "n0", status: Some(&lagging) },
+            Seen { addr: "n1", status: Some(&behind) },
+            Seen { addr: "n2", status: Some(&three) },
+        ];
+        let (v, reason) = verdict(&seen);
+        assert_eq!(v, "degraded");
+        assert!(reason.unwrap().contains("node 1 is 1050 entries behind"));
     }
 }

@@ -55,7 +55,11 @@ pub async fn serve(Path(file): Path<String>, headers: HeaderMap) -> Response {
     };
     let etag = format!("\"{}\"", version(&file));
     let cached = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
-    let common = [(header::ETAG, etag), (header::CACHE_CONTROL, "no-cache".to_string())];
+    let common = [
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+    ];
     if cached {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }

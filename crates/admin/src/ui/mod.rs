@@ -31,11 +31,26 @@ pub fn router(state: AppState, api: Router) -> Router {
         .route("/ui/apps", get(|| async { pages::render(pages::Page::Apps, None) }))
         .route(
             "/ui/apps/{name}",
-            get(|Path(name): Path<String>| async move { pages::render(pages::Page::App, Some(&name)) }),
+            get(|Path(name): Path<String>| async move {
+                match crate::models::check_name(&name) {
+                    Ok(()) => pages::render(pages::Page::App, Some(&name)),
+                    Err(_) => not_found(),
+                }
+            }),
         )
         .route("/ui/datasets", get(|| async { pages::render(pages::Page::Datasets, None) }))
         .route("/ui/jobs", get(|| async { pages::render(pages::Page::Jobs, None) }))
-        .route("/ui/jobs/{id}", get(|Path(id): Path<String>| async move { pages::render(pages::Page::Job, Some(&id)) }))
+        // A job id is a number: anything else is no page, and never reaches
+        // the script's API paths.
+        .route(
+            "/ui/jobs/{id}",
+            get(|id: Result<Path<u64>, axum::extract::rejection::PathRejection>| async move {
+                match id {
+                    Ok(Path(id)) => pages::render(pages::Page::Job, Some(&id.to_string())),
+                    Err(_) => not_found(),
+                }
+            }),
+        )
         .route("/ui/users", get(|| async { pages::render(pages::Page::Users, None) }))
         .route("/ui/assets/{file}", get(assets::serve))
         .route("/ui/api/{*path}", any(move |req| forwarder.clone().handle(req)))

@@ -31,7 +31,16 @@ Boat.start(async (content, name) => {
   const kv = (pairs) => pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]);
   await Boat.every(5000, async () => {
     // The leader runs every prediction, so its figures are the app's.
-    const a = await Boat.request('GET', `${path}?stats=leader`);
+    let a;
+    let from = 'the leader';
+    try {
+      a = await Boat.request('GET', `${path}?stats=leader`);
+    } catch (e) {
+      if (e.status !== 503) throw e;
+      // No leader right now: this node's own view, and say so.
+      a = await Boat.request('GET', path);
+      from = 'this node; no leader is known';
+    }
     facts.textContent = '';
     facts.append(...kv([
       ['Members', a.members.map((m) => `${m.model} v${m.version}`).join(', ')],
@@ -53,6 +62,6 @@ Boat.start(async (content, name) => {
       { name: 'p50', points: series.filter((p) => p.p50_ms !== null).map((p) => [p.t_ms, p.p50_ms]) },
       { name: 'p99', points: series.filter((p) => p.p99_ms !== null).map((p) => [p.t_ms, p.p99_ms]) },
     ], Object.assign({ yMin: 0, empty: 'No requests yet.' }, xOpts)));
-    measured.textContent = `Measured by node ${a.stats.node_id} (the leader), in ${per}-second buckets; refreshed ${fmt.clock(Date.now())}.`;
+    measured.textContent = `Measured by node ${a.stats.node_id} (${from}), in ${per}-second buckets; refreshed ${fmt.clock(Date.now())}.`;
   }).first;
 });

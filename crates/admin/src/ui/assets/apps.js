@@ -30,7 +30,10 @@ Boat.start(async (content) => {
       Boat.field('Ensemble rule', rule), Boat.field('Predictions need a token', token)],
     'Create app', async () => {
       const ms = spec.value.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
-        const [model, version] = s.split(':');
+        const [model, version, extra] = s.split(':');
+        if (extra !== undefined || (version !== undefined && !/^[0-9]+$/.test(version))) {
+          throw new Error(`"${s}" is not a model or model:version (a whole number).`);
+        }
         return version ? { model, version: Number(version) } : { model };
       });
       const a = await Boat.request('POST', '/api/apps',

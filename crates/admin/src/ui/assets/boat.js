@@ -162,7 +162,8 @@ const Boat = (() => {
   };
 
   // Repeats `fn` every `ms` milliseconds, never two at once; errors go to
-  // the banner and the polling goes on (a node may come back).
+  // the banner and the polling goes on (a node may come back), except
+  // after a 404 or a 401.
   // The returned function stops it; its `first` promise settles after the
   // first round.
   function every(ms, fn) {
@@ -171,7 +172,13 @@ const Boat = (() => {
     const first = new Promise((resolve) => { settle = resolve; });
     const tick = async () => {
       if (stopped) return;
-      try { await fn(); } catch (e) { show(e); }
+      try {
+        await fn();
+      } catch (e) {
+        show(e);
+        // Gone, or signed out: asking again will not help.
+        if (e instanceof ApiError && (e.status === 404 || e.status === 401)) stopped = true;
+      }
       settle();
       if (!stopped) setTimeout(tick, ms);
     };

@@ -34,10 +34,14 @@ Boat.start(async (content) => {
       const q = new URLSearchParams({ task: task.value });
       if (target.value) q.set('target', target.value);
       bar.hidden = false;
-      const d = await Boat.request('POST', `/api/datasets/${encodeURIComponent(name.value)}?${q}`, {
-        body: bytes, type: 'text/csv', progress: (sent, total) => { bar.value = total ? sent / total : 0; },
-      });
-      bar.hidden = true;
+      let d;
+      try {
+        d = await Boat.request('POST', `/api/datasets/${encodeURIComponent(name.value)}?${q}`, {
+          body: bytes, type: 'text/csv', progress: (sent, total) => { bar.value = total ? sent / total : 0; },
+        });
+      } finally {
+        bar.hidden = true;
+      }
       Boat.info(`Uploaded ${d.name}: ${d.rows} rows.`);
       await refresh();
     });

@@ -3,7 +3,8 @@
 // refreshed while the job runs. Stop the job; deploy its best trial.
 'use strict';
 
-Boat.start(async (content, id) => {
+Boat.start(async (content, arg) => {
+  const id = encodeURIComponent(arg);
   const { el, fmt } = Boat;
   const facts = el('dl', { class: 'kv', id: 'facts' });
   const trialsBox = el('div', { id: 'trials' });
@@ -59,12 +60,18 @@ Boat.start(async (content, id) => {
     { label: 'Model', cell: (t) => t.model || '-' },
   ];
 
+  // One read of a trial's log at a time: a click and a poll share it.
   async function metrics(trial) {
-    const have = logs.get(trial.id) || { next: 0, entries: [] };
-    const r = await Boat.request('GET', `/api/trials/${encodeURIComponent(trial.id)}/logs?since=${have.next}`);
-    have.entries.push(...r.entries);
-    have.next = r.next;
+    const have = logs.get(trial.id) || { next: 0, entries: [], reading: null };
     logs.set(trial.id, have);
+    if (!have.reading) {
+      have.reading = Boat.request('GET', `/api/trials/${encodeURIComponent(trial.id)}/logs?since=${have.next}`)
+        .then((r) => { have.entries.push(...r.entries); have.next = r.next; })
+        .finally(() => { have.reading = null; });
+    }
+    await have.reading;
+    // Only the selected trial is drawn (another may have been clicked meanwhile).
+    if (!selected || selected.id !== trial.id) return;
     const last = Math.max(0, ...have.entries.map((e) => e.attempt));
     const rows = have.entries.filter((e) => e.kind === 'metrics' && e.attempt === last);
     const names = [...new Set(rows.flatMap((e) => Object.keys(e.values)))];

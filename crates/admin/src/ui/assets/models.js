@@ -6,7 +6,7 @@ Boat.start(async (content) => {
   const { el, fmt } = Boat;
   const writer = Boat.can(['SUPERADMIN', 'ADMIN', 'MODEL_DEVELOPER']);
   const list = el('div', { id: 'models' });
-  const sig = (ios) => (ios || []).map((t) => `${t.name}: ${t.datatype} [${(t.shape || []).join(', ')}]`).join('; ');
+  const sig = (ios) => (ios || []).map((t) => `${t.name}: ${t.datatype || t.kind || '?'} [${(t.shape || []).join(', ')}]`).join('; ');
 
   async function refresh() {
     const { models } = await Boat.request('GET', '/api/models');
@@ -54,11 +54,15 @@ Boat.start(async (content) => {
         const { bytes } = await Boat.fileBytes(file);
         bar.hidden = false;
         bar.value = 0;
-        const r = await Boat.request('POST', `/api/models/${encodeURIComponent(name.value)}`, {
-          body: bytes, type: 'application/octet-stream',
-          progress: (sent, total) => { bar.value = total ? sent / total : 0; },
-        });
-        bar.hidden = true;
+        let r;
+        try {
+          r = await Boat.request('POST', `/api/models/${encodeURIComponent(name.value)}`, {
+            body: bytes, type: 'application/octet-stream',
+            progress: (sent, total) => { bar.value = total ? sent / total : 0; },
+          });
+        } finally {
+          bar.hidden = true;
+        }
         Boat.info(`Uploaded ${r.name || name.value} version ${r.version}.`);
         await refresh();
       });
