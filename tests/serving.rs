@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use boat::client::Method;
 use boat_raft::sha256_hex;
 use boat_tests::{model_path, others, Sandbox};
 use serde_json::{json, Value};
@@ -511,4 +512,37 @@ async fn a_model_of_several_megabytes_travels_in_chunks() {
         assert_eq!(m.body["versions"][0]["loaded"], true, "node {i}: {}", m.text);
         assert_eq!(m.body["versions"][0]["size_bytes"], bytes.len());
     }
+}
+
+/// The benchmarks' reference: the same API, the model run inline, nothing
+/// in the log. Its answers are the cluster's answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unreplicated_reference_answers_like_the_cluster_without_the_log() {
+    // No checkpoints, so that the log holds only what the test writes.
+    let sb = Sandbox::start(1, &["--unreplicated", "--checkpoint-ms", "600000"]).unwrap();
+    sb.wait_for_leader().await.unwrap();
+    let up = sb.upload(0, "iris", "iris_logreg.onnx").await.unwrap();
+    assert_eq!(up.status, 201, "models still arrive through the log: {}", up.text);
+    let before = sb.status(0).await.unwrap();
+    let exp = expected();
+    let c = sb.client();
+    let url = sb.url(0);
+    for (i, row) in exp["inputs"].as_array().unwrap().iter().enumerate() {
+        let r = c.predict(&url, &json!({"model": "iris", "input": [row]}), None).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["output"]["output_label"], json!([exp["iris_logreg"]["output_label"][i]]), "{}", r.text);
+        assert_eq!((r.body["index"].as_u64(), r.body["term"].as_u64()), (Some(0), Some(0)), "not in the log");
+        let v2 = v2_request(&json!([row]));
+        let r = c.send_json(Method::POST, &url, "/v2/models/iris/infer", Some(&v2), None).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // Bad input is refused as on the cluster; apps and async requests need the log.
+    let r = c.predict(&url, &json!({"model": "iris", "input": [[1.0, 2.0]]}), None).await.unwrap();
+    assert_eq!(r.status, 422, "{}", r.text);
+    let body = json!({"model": "iris", "input": [[1.0, 2.0, 3.0, 4.0]]});
+    let r = c.send_json(Method::POST, &url, "/predict?async=true", Some(&body), None).await.unwrap();
+    assert_eq!(r.status, 422, "{}", r.text);
+    let after = sb.status(0).await.unwrap();
+    assert_eq!(after.last_log_index - before.last_log_index, 0, "no prediction entered the log");
+    assert_eq!(after.predictions_run, before.predictions_run, "the replicated state ran none");
 }

@@ -181,6 +181,7 @@ mod tests {
             write_timeout: std::time::Duration::from_secs(1),
             read_timeout: std::time::Duration::from_secs(1),
             admin_token: None,
+            unreplicated: false,
         };
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();

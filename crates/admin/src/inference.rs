@@ -181,18 +181,21 @@ impl AppState {
         }
         let Call { model, version, inputs, outputs, key, mode, token } = call;
         let app = node.state().read().serving.apps.apps.get(&model).cloned();
-        let (inputs, submit): (Vec<Tensor>, Target) = match app {
+        let (inputs, submit, pinned): (Vec<Tensor>, Target, Option<u64>) = match app {
             Some(app) => {
-                (self.validate_app_call(&app, version, token.as_deref(), inputs).await?, Target::App(app.name))
+                (self.validate_app_call(&app, version, token.as_deref(), inputs).await?, Target::App(app.name), None)
             }
             None => {
                 let resolved = node.state().read().serving.catalog.resolve(&model, version);
                 let pinned = resolved.map_err(|m| ApiError::not_found(m).with("model", model.clone()))?;
                 let inputs = self.validate_inputs(&model, pinned, inputs, outputs.as_deref()).await?;
-                (inputs, Target::Model { name: model.clone(), version })
+                (inputs, Target::Model { name: model.clone(), version }, Some(pinned))
             }
         };
         let id = key.unwrap_or_else(new_request_id);
+        if self.config.unreplicated {
+            return self.infer_inline(id, model, pinned, inputs, outputs, mode);
+        }
         let request = PredictRequest { id: id.clone(), inputs, outputs };
         let ticket = self.batcher.submit_to(submit, request).map_err(|e| write_error(e, Some(&id)))?;
 
@@ -255,6 +258,28 @@ impl AppState {
                 answer
             }
         }
+    }
+
+    /// The unreplicated reference mode: the model runs here and now, on this
+    /// thread (the reference is a serving path with nothing but inference
+    /// in it). Models only; an app or an asynchronous request needs the log.
+    fn infer_inline(
+        &self,
+        id: String,
+        model: String,
+        pinned: Option<u64>,
+        inputs: Vec<Tensor>,
+        outputs: Option<Vec<String>>,
+        mode: Mode,
+    ) -> Result<Answer, ApiError> {
+        let Some(version) = pinned else {
+            return Err(ApiError::unprocessable("apps are not served in the unreplicated reference mode"));
+        };
+        if matches!(mode, Mode::Async) {
+            return Err(ApiError::unprocessable("asynchronous requests need the log; this node runs unreplicated"));
+        }
+        let result = self.node.executor().run_one(&model, version, inputs, outputs.as_deref());
+        Ok(Answer::Done(PredictOutcome { id, model, version, index: 0, term: 0, result, duplicate: false }))
     }
 
     /// Checks an app request: the app runs, the caller may use it, and the

@@ -29,6 +29,10 @@ pub struct HttpConfig {
     pub read_timeout: Duration,
     /// Bearer token for admin writes and for `/control` from non-loopback callers.
     pub admin_token: Option<String>,
+    /// Predictions run inline, outside the log: nothing replicated, nothing
+    /// durable, no idempotency. The reference that `boat bench serving`
+    /// measures the cluster against; never for real use.
+    pub unreplicated: bool,
 }
 
 impl HttpConfig {

@@ -1,5 +1,7 @@
 //! `boat bench serving`: one table, measured in one run on the same models:
-//! raw in-process ONNX Runtime calls, a one-node cluster, a three-node
+//! raw in-process ONNX Runtime calls, the unreplicated reference (one
+//! `boat node --unreplicated`: the same HTTP API and request handling, the
+//! model run inline, no log, no fsync), a one-node cluster, a three-node
 //! cluster, and the three-node cluster with batching off (one request per
 //! log entry). Throughput and latency are medians over the repeats.
 
@@ -195,6 +197,7 @@ pub async fn run(args: ServingArgs) -> anyhow::Result<()> {
     }
     let plain =
         |nodes: usize, extra: &[&str]| ClusterArgs { nodes, node_args: extra.iter().map(|s| s.to_string()).collect() };
+    cluster_rows(&args, &models, "(r) unreplicated", plain(1, &["--unreplicated"]), &mut rows).await?;
     cluster_rows(&args, &models, "(b) 1 node", plain(1, &[]), &mut rows).await?;
     cluster_rows(&args, &models, "(c) 3 nodes", plain(3, &[]), &mut rows).await?;
     cluster_rows(&args, &models, "(c) 3 nodes, no batching", plain(3, &["--max-batch", "1"]), &mut rows).await?;
@@ -220,6 +223,18 @@ pub async fn run(args: ServingArgs) -> anyhow::Result<()> {
                     "{name}, {clients} clients: batching gives {:.2}x the throughput of one request per entry",
                     b / nb
                 );
+            }
+            if let (Some(reference), Some(c3)) = (find("(r) unreplicated"), find("(c) 3 nodes")) {
+                println!(
+                    "{name}, {clients} clients: 3 nodes / unreplicated reference = {:.2}x the throughput",
+                    c3 / reference
+                );
+            }
+            let p50 = |setup: &str| {
+                rows.iter().find(|r| &r.model == name && r.setup == setup && r.clients == clients).map(|r| r.p50)
+            };
+            if let (Some(reference), Some(c3)) = (p50("(r) unreplicated"), p50("(c) 3 nodes")) {
+                println!("{name}, {clients} clients: p50 {c3:.3} ms on 3 nodes against {reference:.3} ms unreplicated");
             }
             if let (Some(raw), Some(c3)) = (find("(a) raw ONNX Runtime"), find("(c) 3 nodes")) {
                 println!(

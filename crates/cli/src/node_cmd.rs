@@ -31,6 +31,11 @@ pub struct NodeArgs {
     /// A cluster member as ID=RAFT_ADDR/HTTP_ADDR, once per member (this node included).
     #[arg(long = "member", required = true)]
     pub members: Vec<String>,
+    /// Benchmark reference only: run predictions inline, outside the log
+    /// (nothing replicated or durable, no idempotency). Needs a one-member
+    /// cluster.
+    #[arg(long)]
+    pub unreplicated: bool,
     /// Join a running cluster: an empty node waits for `boat cluster add`
     /// instead of founding a cluster with the --member list.
     #[arg(long)]
@@ -153,6 +158,9 @@ impl NodeArgs {
         if self.max_body_bytes == 0 || self.snapshot_every == 0 || self.log_max_bytes == 0 {
             bail!("max_body_bytes, snapshot_every and log_max_bytes must be positive");
         }
+        if self.unreplicated && (self.members.len() != 1 || self.join) {
+            bail!("--unreplicated serves a one-member cluster alone (it is a benchmark reference)");
+        }
         Ok(())
     }
 }
@@ -163,6 +171,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
     args.validate()?;
     return_large_allocations();
     let members = args.members()?;
+    if args.unreplicated {
+        tracing::warn!("unreplicated: predictions run outside the log, with no replication or durability");
+    }
     boat_serving::init_runtime(args.ort_lib.as_deref()).context("loading ONNX Runtime")?;
     let registry_config =
         RegistryConfig { sessions_per_model: args.sessions_per_model, max_elements_per_request: args.max_elements };
@@ -213,6 +224,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
             write_timeout: Duration::from_millis(args.write_timeout_ms),
             read_timeout: Duration::from_millis(args.read_timeout_ms),
             admin_token,
+            unreplicated: args.unreplicated,
         },
         Some(metrics),
         training,

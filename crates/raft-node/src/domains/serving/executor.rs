@@ -85,6 +85,21 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// One request run at once, outside the log: the unreplicated reference
+    /// mode of benchmarks. Keeps the `wanted` outputs as apply does.
+    /// Blocking, like [`Executor::run_batch`].
+    pub fn run_one(&self, name: &str, version: u64, inputs: Vec<Tensor>, wanted: Option<&[String]>) -> PredictResult {
+        match to_result(self.registry.infer(name, version, inputs)) {
+            PredictResult::Output(o) => match select_outputs(o, wanted) {
+                Ok(o) => PredictResult::Output(o),
+                Err(e) => PredictResult::InvalidInput(e),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Keeps only the requested outputs (all when `None`), in the order asked.
 pub fn select_outputs(outputs: Vec<Output>, wanted: Option<&[String]>) -> Result<Vec<Output>, String> {
     let Some(wanted) = wanted else {
