@@ -98,8 +98,13 @@ impl Forwarder {
             parts.method == Method::POST && (rest.starts_with("api/models/") || rest.starts_with("api/datasets/"));
         let limit = if upload { config.max_model_bytes } else { config.max_body_bytes };
         if upload {
-            // Megabytes are held for a caller the cluster knows, only.
-            self.state.authorize_http(&parts.headers, crate::auth::ANYONE)?;
+            // Megabytes are held for a caller the cluster knows, only. A token
+            // the leader issued a moment ago may not be applied here yet: an
+            // unknown token is looked up again after the read barrier.
+            if self.state.authorize_http(&parts.headers, crate::auth::ANYONE).is_err() {
+                self.state.read_barrier(crate::consistency::Consistency::Linearizable).await?;
+                self.state.authorize_http(&parts.headers, crate::auth::ANYONE)?;
+            }
         }
         let body = axum::body::to_bytes(body, limit + 1)
             .await

@@ -163,15 +163,22 @@ const Boat = (() => {
 
   // Repeats `fn` every `ms` milliseconds, never two at once; errors go to
   // the banner and the polling goes on (a node may come back), except
-  // after a 404 or a 401.
+  // after a 404 or a 401. A hidden tab skips its rounds.
   // The returned function stops it; its `first` promise settles after the
   // first round.
   function every(ms, fn) {
     let stopped = false;
+    let ran = false;
     let settle;
     const first = new Promise((resolve) => { settle = resolve; });
     const tick = async () => {
       if (stopped) return;
+      // A hidden tab asks nothing; it catches up when shown again.
+      if (document.hidden && ran) {
+        setTimeout(tick, ms);
+        return;
+      }
+      ran = true;
       try {
         await fn();
       } catch (e) {
