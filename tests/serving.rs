@@ -532,9 +532,13 @@ async fn the_unreplicated_reference_answers_like_the_cluster_without_the_log() {
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.body["output"]["output_label"], json!([exp["iris_logreg"]["output_label"][i]]), "{}", r.text);
         assert_eq!((r.body["index"].as_u64(), r.body["term"].as_u64()), (Some(0), Some(0)), "not in the log");
-        let v2 = v2_request(&json!([row]));
+        // Over the Open Inference Protocol, with only the label asked for.
+        let mut v2 = v2_request(&json!([row]));
+        v2["outputs"] = json!([{"name": "output_label"}]);
         let r = c.send_json(Method::POST, &url, "/v2/models/iris/infer", Some(&v2), None).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["outputs"].as_array().map(Vec::len), Some(1), "{}", r.text);
+        assert_eq!(r.body["outputs"][0]["data"], json!([exp["iris_logreg"]["output_label"][i]]), "{}", r.text);
     }
     // Bad input is refused as on the cluster; apps and async requests need the log.
     let r = c.predict(&url, &json!({"model": "iris", "input": [[1.0, 2.0]]}), None).await.unwrap();
@@ -542,7 +546,15 @@ async fn the_unreplicated_reference_answers_like_the_cluster_without_the_log() {
     let body = json!({"model": "iris", "input": [[1.0, 2.0, 3.0, 4.0]]});
     let r = c.send_json(Method::POST, &url, "/predict?async=true", Some(&body), None).await.unwrap();
     assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.body["error"].as_str().unwrap().contains("need the log"), "{}", r.text);
+    let app = json!({"name": "flowers", "members": [{"model": "iris"}]});
+    let r = sb.api(0, Method::POST, "/api/apps", Some(app), &sb.token()).await;
+    assert_eq!(r.status, 201, "apps are still created through the log: {}", r.text);
+    let input = json!({"input": [[1.0, 2.0, 3.0, 4.0]]});
+    let r = c.send_json(Method::POST, &url, "/apps/flowers/predict", Some(&input), None).await.unwrap();
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.body["error"].as_str().unwrap().contains("apps are not served"), "{}", r.text);
     let after = sb.status(0).await.unwrap();
-    assert_eq!(after.last_log_index - before.last_log_index, 0, "no prediction entered the log");
+    assert_eq!(after.last_log_index - before.last_log_index, 1, "only the app entered the log");
     assert_eq!(after.predictions_run, before.predictions_run, "the replicated state ran none");
 }

@@ -197,7 +197,9 @@ async fn jobs_train_in_containers_and_swarm_services_and_a_container_template_se
     let r = sb.api(leader, Method::POST, "/api/jobs", Some(job), &token).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["id"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let running = loop {
+        assert!(std::time::Instant::now() < deadline, "no trial of job {id} ran within two minutes");
         let r = sb.api(leader, Method::GET, &format!("/api/jobs/{id}/trials"), None, &token).await;
         if let Some(t) =
             r.body["trials"].as_array().and_then(|ts| ts.iter().find(|t| t["status"] == "running").cloned())

@@ -24,7 +24,7 @@ async fn user(sb: &Sandbox, leader: usize, email: &str, role: &str) {
     assert_eq!(r.status, 201, "{}", r.text);
 }
 
-/// Rows of the table inside `#id`, as text per cell.
+/// Rows of the table inside `#id`, as text per cell; there is at least one.
 async fn rows(b: &Browser, id: &str) -> Vec<Vec<String>> {
     let v = b
         .js(
@@ -33,7 +33,9 @@ async fn rows(b: &Browser, id: &str) -> Vec<Vec<String>> {
             vec![json!(id)],
         )
         .await;
-    serde_json::from_value(v).unwrap_or_default()
+    let rows: Vec<Vec<String>> = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("#{id}: {e}: {v}"));
+    assert!(!rows.is_empty(), "#{id} has no rows");
+    rows
 }
 
 /// Bytes of the page at `path` and of every asset it links.
@@ -80,6 +82,7 @@ async fn the_web_admin_works_in_a_real_browser() {
     let verdict = b.wait_js("a verdict", "return document.getElementById('verdict').textContent;", SLOW).await;
     assert_eq!(verdict, json!("healthy"));
     let table = rows(&b, "nodes").await;
+    assert_eq!(table.len(), 3, "{table:?}");
     assert!(table.iter().all(|r| r[8].len() == 16 && r[10] == "ok"), "digests and health: {table:?}");
     b.screenshot("cluster").await;
 
@@ -145,6 +148,7 @@ async fn the_web_admin_works_in_a_real_browser() {
         .await;
     }
     let table = rows(&b, "datasets").await;
+    assert_eq!(table.len(), 2, "{table:?}");
     assert!(table.iter().all(|r| r[2] == "150" && r[5].contains("0: 50")), "rows and classes: {table:?}");
     b.screenshot("datasets").await;
 
@@ -174,6 +178,7 @@ async fn the_web_admin_works_in_a_real_browser() {
     let still = sb.status(follower).await.unwrap();
     assert!(!still.is_leader, "the writes above went through a follower's page");
     let trials = rows(&b, "trials").await;
+    assert_eq!(trials.len(), 4, "{trials:?}");
     assert!(
         trials.iter().all(|r| r[1] == "logistic_regression" && r[4].parse::<f64>().is_ok_and(|s| s > 0.5)),
         "{trials:?}"

@@ -16,7 +16,7 @@
 //! | `BOAT_TARGET_COLUMN` | the target column's name |
 //! | `BOAT_OUTPUT_DIR` | where the results go (created if missing) |
 //! | `BOAT_SEED` | optional, default 0: seeds everything random in the trial |
-//! | `BOAT_JOB_ID`, `BOAT_TRIAL_ID` | optional, for log messages only |
+//! | `BOAT_JOB_ID`, `BOAT_TRIAL_ID`, `BOAT_ATTEMPT` | optional, for log messages only |
 //!
 //! Output:
 //!
@@ -59,6 +59,7 @@ pub const ENV_OUTPUT_DIR: &str = "BOAT_OUTPUT_DIR";
 pub const ENV_SEED: &str = "BOAT_SEED";
 pub const ENV_JOB_ID: &str = "BOAT_JOB_ID";
 pub const ENV_TRIAL_ID: &str = "BOAT_TRIAL_ID";
+pub const ENV_ATTEMPT: &str = "BOAT_ATTEMPT";
 
 /// The model file's name in the output directory.
 pub const MODEL_FILE: &str = "model.onnx";
@@ -101,7 +102,7 @@ impl WorkerEnv {
             Some(s) => s.trim().parse().map_err(|_| anyhow!("{ENV_SEED}='{s}' is not a non-negative integer"))?,
         };
         Ok(WorkerEnv {
-            template: need(ENV_TEMPLATE)?,
+            template: need(ENV_TEMPLATE)?.trim().to_string(),
             task,
             knobs,
             train_path: need(ENV_TRAIN_PATH)?.into(),
@@ -128,14 +129,21 @@ impl WorkerEnv {
     }
 }
 
-/// `score.json`.
+/// `score.json`. Boat's worker writes every field; a container's trainer
+/// may write only `score` (the metric then reads as `score`, the epochs as 0).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScoreFile {
     pub score: f64,
+    #[serde(default = "default_metric")]
     pub metric: String,
+    #[serde(default)]
     pub epochs: u32,
     #[serde(default)]
     pub classes: Vec<String>,
+}
+
+fn default_metric() -> String {
+    "score".to_string()
 }
 
 /// The stdout line of one event.
@@ -178,6 +186,10 @@ pub fn run(env: &WorkerEnv, out: &mut dyn Write) -> anyhow::Result<TrialOutput> 
     };
     print(TrainEvent::Message(format!("{who}: template {} ({}), seed {}", env.template, env.task, env.seed)));
     let output = train(&env.trial_spec(), &mut print)?;
+    // Checked before anything is written: a failed trial leaves no model.
+    if !output.score.is_finite() {
+        bail!("the trial's score is not finite");
+    }
     write_atomic(&env.output_dir, MODEL_FILE, &output.onnx)?;
     let score = ScoreFile {
         score: output.score,
@@ -185,9 +197,6 @@ pub fn run(env: &WorkerEnv, out: &mut dyn Write) -> anyhow::Result<TrialOutput> 
         epochs: output.epochs_run,
         classes: output.classes.clone(),
     };
-    if !score.score.is_finite() {
-        bail!("the trial's score is not finite");
-    }
     write_atomic(&env.output_dir, SCORE_FILE, &serde_json::to_vec(&score)?)?;
     print(TrainEvent::Message(format!("{who}: done, {} {:.4}", output.metric, output.score)));
     Ok(output)

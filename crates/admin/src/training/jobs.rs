@@ -360,9 +360,10 @@ impl AppState {
     }
 
     pub async fn create_job(&self, who: &Principal, req: CreateJobRequest) -> Result<JobView, ApiError> {
-        let spec = self.check_job(req.clone())?;
+        // On the leader, whose runtimes are the ones that will run the job.
         self.require_leader()?;
         let seed = req.seed.unwrap_or_else(rand::random);
+        let spec = self.check_job(req)?;
         let cmd = TrainingCommand::CreateJob { spec, owner: who.user_id, seed, at_ms: now_ms() };
         match self.append(Command::Training(cmd), "GET /api/jobs").await? {
             CommandResult::Training(TrainingResult::Job(job)) => {
@@ -493,8 +494,11 @@ impl AppState {
                 };
                 let rule = match req.deploy_rule.as_deref() {
                     None | Some("") => default_rule,
-                    Some(r) => EnsembleRule::parse(r)
-                        .ok_or_else(|| ApiError::unprocessable(format!("unknown deploy_rule {r:?}")))?,
+                    Some(r) => EnsembleRule::parse(r).ok_or_else(|| {
+                        ApiError::unprocessable(format!(
+                            "unknown deploy_rule {r:?}: use first, mean, mean_probabilities or majority_vote"
+                        ))
+                    })?,
                 };
                 Some(DeployBest { app: app.clone(), members, rule: rule.as_str().into() })
             }

@@ -30,7 +30,7 @@ use boat_raft::domains::training::{
 use boat_raft::{App, AppMember, Command, CommandResult, ServingCommand, ServingResult, UploadModel};
 use boat_serving::EnsembleRule;
 use boat_training::advisor::{propose, trial_seed, Observation};
-use serde::Deserialize;
+use boat_training::worker::{self, ScoreFile, MODEL_FILE, SCORE_FILE};
 use tokio_util::sync::CancellationToken;
 
 use super::runtime::{Runtime, WorkerInfo, WorkerSpec, WorkerState};
@@ -42,16 +42,6 @@ use crate::server::AppState;
 
 /// Time between passes.
 pub const PASS: Duration = Duration::from_millis(400);
-
-/// What a worker writes last: its presence means the trial finished.
-#[derive(Debug, Deserialize)]
-struct ScoreFile {
-    score: f64,
-    #[serde(default)]
-    metric: Option<String>,
-    #[serde(default)]
-    epochs: Option<u32>,
-}
 
 /// Name of the model a job's trials register their versions under.
 pub fn model_name(job: &Job) -> String {
@@ -180,8 +170,7 @@ impl Orchestrator {
                 job.trial(w.trial).is_some_and(|t| t.worker.as_deref() == Some(w.id.as_str()) && !t.status.is_done());
             if !owned {
                 tracing::info!(job = id, trial = w.trial, worker = %w.id, "removing a worker no trial owns");
-                let _ = runtime.remove(&w.id).await;
-                self.followed().remove(&w.id);
+                self.discard(runtime.as_ref(), &w.id).await;
             }
         }
         if job.status != JobStatus::Running {
@@ -215,6 +204,12 @@ impl Orchestrator {
 
     fn followed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.followed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes a worker from its runtime and stops following its output.
+    async fn discard(&self, rt: &dyn Runtime, id: &str) {
+        let _ = rt.remove(id).await;
+        self.followed().remove(id);
     }
 
     /// Writes the job's data files once per leadership; the copying runs on
@@ -253,14 +248,14 @@ impl Orchestrator {
     /// Step 1 for one running trial.
     async fn settle(&self, job: &Job, t: &Trial, worker: Option<&WorkerInfo>, rt: &dyn Runtime) -> Step<()> {
         let output = self.env.shared.abs(&SharedDir::trial_output(job.id, t.no, t.attempt));
-        let finished = output.join("score.json").exists();
-        match worker.map(|w| &w.state) {
-            Some(WorkerState::Running) if job.status != JobStatus::Running => {
-                let _ = rt.remove(&worker.map(|w| w.id.clone()).unwrap_or_default()).await;
+        let finished = output.join(SCORE_FILE).exists();
+        match worker {
+            Some(w @ WorkerInfo { state: WorkerState::Running, .. }) if job.status != JobStatus::Running => {
+                self.discard(rt, &w.id).await;
                 self.finish(job, t, TrialOutcome::Stopped { reason: stopped_reason(job) }).await
             }
-            Some(WorkerState::Running) => {
-                let id = worker.map(|w| w.id.clone()).unwrap_or_default();
+            Some(w @ WorkerInfo { state: WorkerState::Running, .. }) => {
+                let id = w.id.clone();
                 if !self.followed().contains(&id) {
                     let since = t.started_at_ms.unwrap_or_else(now_ms) as i64 / 1000;
                     let sink = logs::trial_sink(&self.env.shared.trial_log(job.id, t.no), t.attempt)
@@ -274,29 +269,24 @@ impl Orchestrator {
                 }
                 Ok(())
             }
-            Some(WorkerState::Exited { code: 0 }) | None if finished => {
+            Some(WorkerInfo { state: WorkerState::Exited { code: 0 }, .. }) | None if finished => {
                 let outcome = self.collect(job, t).await;
                 if let Some(w) = worker {
-                    let _ = rt.remove(&w.id).await;
-                    self.followed().remove(&w.id);
+                    self.discard(rt, &w.id).await;
                 }
                 self.finish(job, t, outcome).await
             }
-            Some(WorkerState::Exited { code }) => {
+            Some(w @ WorkerInfo { state: WorkerState::Exited { code }, .. }) => {
                 let reason = if *code == 0 {
-                    "the worker exited without writing score.json".to_string()
+                    format!("the worker exited without writing {SCORE_FILE} to its output directory ($BOAT_OUTPUT_DIR)")
                 } else {
                     format!("the worker exited with code {code}: {}", self.last_message(job, t))
                 };
-                let id = worker.map(|w| w.id.clone()).unwrap_or_default();
-                let _ = rt.remove(&id).await;
-                self.followed().remove(&id);
+                self.discard(rt, &w.id).await;
                 self.finish(job, t, TrialOutcome::Errored { reason }).await
             }
-            Some(WorkerState::Failed { reason }) => {
-                let id = worker.map(|w| w.id.clone()).unwrap_or_default();
-                let _ = rt.remove(&id).await;
-                self.followed().remove(&id);
+            Some(w @ WorkerInfo { state: WorkerState::Failed { reason }, .. }) => {
+                self.discard(rt, &w.id).await;
                 self.finish(job, t, TrialOutcome::Errored { reason: format!("the worker failed: {reason}") }).await
             }
             None if job.status != JobStatus::Running => {
@@ -338,16 +328,19 @@ impl Orchestrator {
 
     async fn try_collect(&self, job: &Job, t: &Trial) -> Step<TrialOutcome> {
         let dir = self.env.shared.abs(&SharedDir::trial_output(job.id, t.no, t.attempt));
-        let score: ScoreFile = serde_json::from_slice(
-            &std::fs::read(dir.join("score.json")).map_err(|e| format!("reading score.json: {e}"))?,
-        )
-        .map_err(|e| format!("score.json is not {{\"score\": number, ...}}: {e}"))?;
+        let score = tokio::fs::read(dir.join(SCORE_FILE)).await.map_err(|e| format!("reading {SCORE_FILE}: {e}"))?;
+        let score: ScoreFile = serde_json::from_slice(&score)
+            .map_err(|e| format!("{SCORE_FILE} is not {{\"score\": number, ...}}: {e}"))?;
         if !score.score.is_finite() {
             return Err(format!("score.json holds a score that is not a finite number ({})", score.score));
         }
-        let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| format!("reading model.onnx: {e}"))?;
-        if bytes.len() > self.app.config.max_model_bytes {
-            return Err(format!("model.onnx is {} bytes, over the node's limit", bytes.len()));
+        let bytes = tokio::fs::read(dir.join(MODEL_FILE)).await.map_err(|e| format!("reading {MODEL_FILE}: {e}"))?;
+        let limit = self.app.config.max_model_bytes;
+        if bytes.len() > limit {
+            return Err(format!(
+                "{MODEL_FILE} is {} bytes, over the node's limit of {limit} (raise it with boat node --max-model-bytes)",
+                bytes.len()
+            ));
         }
         let sha = boat_raft::sha256_hex(&bytes);
         let name = model_name(job);
@@ -384,8 +377,8 @@ impl Orchestrator {
         };
         Ok(TrialOutcome::Completed {
             score: score.score,
-            metric: score.metric.unwrap_or_else(|| "score".into()),
-            epochs: score.epochs.unwrap_or(0),
+            metric: score.metric,
+            epochs: score.epochs,
             model: ModelRef { name, version },
         })
     }
@@ -454,24 +447,24 @@ impl Orchestrator {
         std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
         let knobs = serde_json::to_string(&t.knobs).map_err(|e| e.to_string())?;
         let mut env = BTreeMap::from([
-            ("BOAT_TASK".to_string(), job.spec.task.as_str().to_string()),
-            ("BOAT_KNOBS".to_string(), knobs),
-            ("BOAT_TARGET_COLUMN".to_string(), target),
-            ("BOAT_SEED".to_string(), trial_seed(job.seed, t.no as u64).to_string()),
-            ("BOAT_JOB_ID".to_string(), job.id.to_string()),
-            ("BOAT_TRIAL_ID".to_string(), format!("{}-{}", job.id, t.no)),
-            ("BOAT_ATTEMPT".to_string(), t.attempt.to_string()),
+            (worker::ENV_TASK.to_string(), job.spec.task.as_str().to_string()),
+            (worker::ENV_KNOBS.to_string(), knobs),
+            (worker::ENV_TARGET_COLUMN.to_string(), target),
+            (worker::ENV_SEED.to_string(), trial_seed(job.seed, t.no as u64).to_string()),
+            (worker::ENV_JOB_ID.to_string(), job.id.to_string()),
+            (worker::ENV_TRIAL_ID.to_string(), format!("{}-{}", job.id, t.no)),
+            (worker::ENV_ATTEMPT.to_string(), t.attempt.to_string()),
         ]);
         // Boat's own worker needs to know which built-in template to train;
         // a container template's image is its trainer.
         if image.is_none() {
-            env.insert("BOAT_TEMPLATE".to_string(), t.template.clone());
+            env.insert(worker::ENV_TEMPLATE.to_string(), t.template.clone());
         }
         let data = SharedDir::job_data(job.id);
         let paths = BTreeMap::from([
-            ("BOAT_TRAIN_PATH".to_string(), data.join("train.csv")),
-            ("BOAT_VAL_PATH".to_string(), data.join("val.csv")),
-            ("BOAT_OUTPUT_DIR".to_string(), out_rel),
+            (worker::ENV_TRAIN_PATH.to_string(), data.join("train.csv")),
+            (worker::ENV_VAL_PATH.to_string(), data.join("val.csv")),
+            (worker::ENV_OUTPUT_DIR.to_string(), out_rel),
         ]);
         let spec = WorkerSpec {
             job: job.id,

@@ -41,11 +41,21 @@ impl LocalRuntime {
     }
 }
 
-/// Sends every line of `out` to `log`.
+/// Sends every line of `out` to `log`, to the end: bytes that are not
+/// UTF-8 are replaced rather than ending the reading, which would leave the
+/// worker blocked on a full pipe.
 async fn forward(out: impl AsyncRead + Unpin, log: LineSink) {
-    let mut lines = BufReader::new(out).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log(&line);
+    let mut out = BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match out.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                log(text.trim_end_matches(['\n', '\r']));
+            }
+        }
     }
 }
 
@@ -62,13 +72,19 @@ impl Runtime for LocalRuntime {
                 "a container template needs the docker or swarm runtime".into(),
             ));
         }
+        // stdout and stderr share one pipe, so that the log keeps the order
+        // the worker wrote in (its last line, often the error, stays last).
+        let (reader, writer) = std::io::pipe().map_err(|e| RuntimeError::Failed(format!("creating a pipe: {e}")))?;
+        let writer_too = writer.try_clone().map_err(|e| RuntimeError::Failed(format!("creating a pipe: {e}")))?;
+        let output = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
+            .map_err(|e| RuntimeError::Failed(format!("reading the worker's pipe: {e}")))?;
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.args(&spec.args)
             .envs(&spec.env)
             .envs(spec.paths.iter().map(|(k, rel)| (k, self.shared_dir.join(rel))))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(writer)
+            .stderr(writer_too);
         // SAFETY: the closure runs in the child between fork and exec and
         // only makes one async-signal-safe system call.
         unsafe {
@@ -80,6 +96,9 @@ impl Runtime for LocalRuntime {
             });
         }
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Failed(format!("starting {:?}: {e}", self.program)))?;
+        // Our copies of the pipe's write end go with the command, so that
+        // the reader sees the end when the worker exits.
+        drop(cmd);
         let pid = child.id().unwrap_or(0);
         let id = format!("local-{pid}");
         let info = WorkerInfo {
@@ -91,12 +110,10 @@ impl Runtime for LocalRuntime {
         };
         let (kill, killed) = tokio::sync::oneshot::channel();
         self.children().insert(id.clone(), Child { info, kill: Some(kill) });
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let children = self.children.clone();
         let worker = id.clone();
         tokio::spawn(async move {
-            let out = stdout.map(|o| tokio::spawn(forward(o, log.clone())));
-            let err = stderr.map(|e| tokio::spawn(forward(e, log.clone())));
+            let out = tokio::spawn(forward(output, log));
             let status = tokio::select! {
                 s = child.wait() => s,
                 _ = killed => {
@@ -104,9 +121,7 @@ impl Runtime for LocalRuntime {
                     child.wait().await
                 }
             };
-            for task in [out, err].into_iter().flatten() {
-                let _ = task.await;
-            }
+            let _ = out.await;
             let state = match status {
                 Ok(s) => match s.code() {
                     Some(code) => WorkerState::Exited { code: code as i64 },

@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::command::{
     ModelChange, PredictBatch, PredictOutcome, PredictResult, ServingCommand, ServingResult, UploadChunk, UploadModel,
 };
-use super::executor::select_outputs;
+use super::executor::keep_wanted;
 use super::records::Decision;
 use crate::blobs::BlobError;
 use crate::domains::{read, write, AppliedState, ApplyEnv, CommandResult, Refusal};
@@ -132,13 +132,7 @@ impl<'a> Pending<'a> {
             tracing::debug!(group, model, version, rows = slot_nos.len(), "ran a batch");
             for (slot_no, result) in slot_nos.into_iter().zip(outcomes) {
                 let wanted = self.slots[slot_no].wanted.as_deref();
-                let result = match result {
-                    PredictResult::Output(o) => match select_outputs(o, wanted) {
-                        Ok(o) => PredictResult::Output(o),
-                        Err(e) => PredictResult::InvalidInput(e),
-                    },
-                    other => other,
-                };
+                let result = keep_wanted(result, wanted);
                 self.slots[slot_no].ran = Some(result);
             }
         }

@@ -83,20 +83,23 @@ impl Executor {
     pub fn run_batch(&self, name: &str, version: u64, requests: Vec<Vec<Tensor>>) -> Vec<PredictResult> {
         self.registry.infer_batch(name, version, requests).into_iter().map(to_result).collect()
     }
+
+    /// One request run at once, outside the log: the unreplicated reference
+    /// mode of benchmarks. Blocking, like [`Executor::run_batch`].
+    pub fn run_one(&self, name: &str, version: u64, inputs: Vec<Tensor>, wanted: Option<&[String]>) -> PredictResult {
+        keep_wanted(to_result(self.registry.infer(name, version, inputs)), wanted)
+    }
 }
 
-impl Executor {
-    /// One request run at once, outside the log: the unreplicated reference
-    /// mode of benchmarks. Keeps the `wanted` outputs as apply does.
-    /// Blocking, like [`Executor::run_batch`].
-    pub fn run_one(&self, name: &str, version: u64, inputs: Vec<Tensor>, wanted: Option<&[String]>) -> PredictResult {
-        match to_result(self.registry.infer(name, version, inputs)) {
-            PredictResult::Output(o) => match select_outputs(o, wanted) {
-                Ok(o) => PredictResult::Output(o),
-                Err(e) => PredictResult::InvalidInput(e),
-            },
-            other => other,
-        }
+/// A result with only the `wanted` outputs; asking for an output the
+/// model lacks makes it invalid input.
+pub fn keep_wanted(result: PredictResult, wanted: Option<&[String]>) -> PredictResult {
+    match result {
+        PredictResult::Output(o) => match select_outputs(o, wanted) {
+            Ok(o) => PredictResult::Output(o),
+            Err(e) => PredictResult::InvalidInput(e),
+        },
+        other => other,
     }
 }
 
