@@ -167,7 +167,13 @@ fn nodes(v: MembersView) -> pb::ClusterNodes {
         nodes: v
             .nodes
             .into_iter()
-            .map(|n| pb::ClusterNode { id: n.id, raft_addr: n.raft_addr, http_addr: n.http_addr, role: n.role })
+            .map(|n| pb::ClusterNode {
+                id: n.id,
+                raft_addr: n.raft_addr,
+                http_addr: n.http_addr,
+                role: n.role,
+                client_http: n.client_http,
+            })
             .collect(),
     }
 }

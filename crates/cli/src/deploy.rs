@@ -49,7 +49,7 @@ struct Slot {
     backoff: Duration,
 }
 
-fn check_port_free(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+pub(crate) fn check_port_free(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     TcpListener::bind(addr).map(drop).with_context(|| format!("{addr} is in use; is another cluster running?"))
 }
 

@@ -28,9 +28,15 @@ pub struct NodeArgs {
     /// Raft gRPC listen address.
     #[arg(long, default_value = "127.0.0.1:9080")]
     pub raft: SocketAddr,
-    /// A cluster member as ID=RAFT_ADDR/HTTP_ADDR, once per member (this node included).
+    /// A cluster member as ID=RAFT_ADDR/HTTP_ADDR, once per member (this
+    /// node included). Hosts may be names or IP addresses.
     #[arg(long = "member", required = true)]
     pub members: Vec<String>,
+    /// The HTTP address clients reach this node at, when it is not the one
+    /// in its --member entry (a port published from a container, say):
+    /// followers redirect clients to the leader's advertised address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_http: Option<String>,
     /// Benchmark reference only: run predictions inline, outside the log
     /// (nothing replicated or durable, no idempotency). Needs a one-member
     /// cluster.
@@ -134,7 +140,7 @@ pub fn parse_member(spec: &str) -> anyhow::Result<(u64, BoatNode)> {
     let (raft, http) = addrs.split_once('/').context("member must look like ID=RAFT_ADDR/HTTP_ADDR")?;
     let id: u64 = id.trim().parse().with_context(|| format!("member id {id:?} is not a number"))?;
     for a in [raft, http] {
-        a.parse::<SocketAddr>().with_context(|| format!("{a:?} is not HOST:PORT"))?;
+        boat_raft::check_host_port(a).map_err(anyhow::Error::msg)?;
     }
     Ok((id, BoatNode { raft_addr: raft.to_string(), http_addr: http.to_string() }))
 }
@@ -160,6 +166,9 @@ impl NodeArgs {
         }
         if self.unreplicated && (self.members.len() != 1 || self.join) {
             bail!("--unreplicated serves a one-member cluster alone (it is a benchmark reference)");
+        }
+        if let Some(a) = &self.advertise_http {
+            boat_raft::check_host_port(a).map_err(|e| anyhow::anyhow!("--advertise-http: {e}"))?;
         }
         Ok(())
     }
@@ -200,6 +209,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<bool> {
         },
         checkpoint_every: Duration::from_millis(args.checkpoint_ms.max(1)),
         join: args.join,
+        advertise_http: args.advertise_http.clone(),
     };
     let domains = Domains {
         executor,

@@ -32,6 +32,7 @@ mod background;
 pub mod blobs;
 pub mod commit;
 pub mod domains;
+mod election;
 #[cfg(test)]
 mod fixtures;
 pub mod format;
@@ -63,4 +64,4 @@ pub use membership::{Members, MembershipError};
 pub use network::{FaultReport, Faults};
 pub use node::{NodeConfig, NodeStatus, RaftNode, RaftTuning, StartError, WriteError};
 pub use reads::ReadError;
-pub use types::{BoatNode, NodeId};
+pub use types::{check_host_port, BoatNode, NodeId};

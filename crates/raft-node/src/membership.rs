@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
-use crate::network::Handover;
+use crate::network::{ClientAddrs, Handover};
 use crate::node::RaftNode;
 use crate::types::{BoatNode, NodeId};
 
@@ -41,10 +41,11 @@ pub enum MembershipError {
     Fatal(String),
 }
 
-fn map(e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>) -> MembershipError {
+fn map(e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>, addrs: &ClientAddrs) -> MembershipError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            MembershipError::NotLeader { leader_id: f.leader_id, leader_http: f.leader_node.map(|n| n.http_addr) }
+            let leader_http = f.leader_id.zip(f.leader_node).map(|(id, n)| addrs.of(id, &n.http_addr));
+            MembershipError::NotLeader { leader_id: f.leader_id, leader_http }
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
             ChangeMembershipError::LearnerNotFound(l) => MembershipError::NotFound(l.to_string()),
@@ -90,7 +91,7 @@ impl RaftNode {
             return Err(MembershipError::Conflict(format!("node {id} is already a voter")));
         }
         tracing::info!(node = id, raft = %node.raft_addr, http = %node.http_addr, "adding a learner");
-        self.raft().add_learner(id, node, false).await.map_err(map)?;
+        self.raft().add_learner(id, node, false).await.map_err(|e| map(e, &self.inner().addrs))?;
         let started = Instant::now();
         loop {
             let (matched, target) = {
@@ -108,7 +109,10 @@ impl RaftNode {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tracing::info!(node = id, waited_ms = started.elapsed().as_millis() as u64, "learner caught up; promoting it");
-        self.raft().change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(map)?;
+        self.raft()
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| map(e, &self.inner().addrs))?;
         Ok(self.members())
     }
 
@@ -127,7 +131,7 @@ impl RaftNode {
             return Err(MembershipError::NotFound(format!("node {id} is not a member")));
         };
         tracing::info!(node = id, "removing a member");
-        self.raft().change_membership(change, false).await.map_err(map)?;
+        self.raft().change_membership(change, false).await.map_err(|e| map(e, &self.inner().addrs))?;
         Ok(self.members())
     }
 

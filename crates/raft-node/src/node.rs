@@ -21,7 +21,8 @@ use crate::blobs::BlobStore;
 use crate::commit::CommitTracker;
 use crate::domains::integrity::Divergence;
 use crate::domains::{ApplyEnv, Command, CommandResult, Domains};
-use crate::network::{FaultReport, Faults, NetworkFactory, PeerCalls, RaftGrpcService};
+use crate::election::ElectionClock;
+use crate::network::{ClientAddrs, FaultReport, Faults, NetworkFactory, PeerCalls, RaftGrpcService};
 use crate::payload::LogPayload;
 use crate::quorum::QuorumClock;
 use crate::store::{LogStore, StateMachineStore, StateView};
@@ -29,9 +30,13 @@ use crate::types::{BoatNode, NodeId, Raft};
 
 /// Timing and compaction knobs. openraft 0.9 gives every AppendEntries one
 /// heartbeat interval to complete (send, store, flush, answer), so the
-/// heartbeat must stay well above the worst append round trip; elections
-/// wait three to six heartbeats, enough not to fire on scheduling hiccups of
-/// a busy two-core machine.
+/// heartbeat must stay well above the worst append round trip. A follower
+/// refuses votes for `election_max_ms` after it last heard from the leader
+/// (the leader lease), and stands for election itself after that lease and a
+/// random part of `election_max_ms - election_min_ms` (see `election`); a
+/// leader that has not heard from a majority for `election_max_ms` refuses
+/// writes. The lease spans two and a half heartbeats, so one late heartbeat
+/// on a busy two-core machine does not start an election.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTuning {
@@ -49,8 +54,8 @@ impl Default for RaftTuning {
     fn default() -> Self {
         Self {
             heartbeat_ms: 100,
-            election_min_ms: 300,
-            election_max_ms: 600,
+            election_min_ms: 150,
+            election_max_ms: 250,
             snapshot_every: 5000,
             keep_after_snapshot: 1000,
         }
@@ -72,6 +77,9 @@ pub struct NodeConfig {
     /// Join a running cluster instead of founding one: an empty node does
     /// not propose `members` and waits for the leader to add it.
     pub join: bool,
+    /// The HTTP address clients reach this node at, when it is not the one
+    /// in `members` (a node in a container behind a published port).
+    pub advertise_http: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,10 +115,16 @@ pub enum WriteError {
     Fatal(String),
 }
 
-pub(crate) fn map_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>) -> WriteError {
+/// `addrs` turns the leader's membership record into the address clients
+/// reach it at.
+pub(crate) fn map_write_error(
+    e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>,
+    addrs: &ClientAddrs,
+) -> WriteError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            WriteError::NotLeader { leader_id: f.leader_id, leader_http: f.leader_node.map(|n| n.http_addr) }
+            let leader_http = f.leader_id.zip(f.leader_node).map(|(id, n)| addrs.of(id, &n.http_addr));
+            WriteError::NotLeader { leader_id: f.leader_id, leader_http }
         }
         RaftError::APIError(e) => WriteError::Fatal(e.to_string()),
         RaftError::Fatal(e) => WriteError::Fatal(e.to_string()),
@@ -147,6 +161,10 @@ pub struct MemberStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub node_id: NodeId,
+    /// The HTTP address clients reach this node at (its advertised
+    /// address, else its membership record).
+    #[serde(default)]
+    pub client_http: String,
     pub is_leader: bool,
     pub state: String,
     pub leader_id: Option<NodeId>,
@@ -188,6 +206,7 @@ pub(crate) struct Inner {
     pub(crate) tracker: CommitTracker,
     pub(crate) faults: Faults,
     pub(crate) peers: PeerCalls,
+    pub(crate) addrs: Arc<ClientAddrs>,
     /// While set and in the future, this leader is handing over its
     /// leadership and refuses writes (see `membership::transfer_leader`).
     pub(crate) handover_until: std::sync::Mutex<Option<Instant>>,
@@ -252,13 +271,17 @@ impl RaftNode {
             // makes openraft start the whole transfer again.
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+            // `election::stand_for_election` decides when to stand.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
 
         let faults = Faults::default();
-        let network = NetworkFactory::new(cfg.id, faults.clone());
+        let own_http = cfg.advertise_http.clone().unwrap_or_else(|| cfg.members[&cfg.id].http_addr.clone());
+        let addrs = Arc::new(ClientAddrs::new(cfg.id, own_http));
+        let network = NetworkFactory::new(cfg.id, faults.clone(), addrs.clone());
         let raft = Raft::new(cfg.id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -267,7 +290,9 @@ impl RaftNode {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let grace = fresh.then(|| Instant::now() + Duration::from_millis(2 * t.election_max_ms));
-        let service = RaftGrpcService::new(raft.clone(), faults.clone(), grace).into_server();
+        let clock = Arc::new(ElectionClock::default());
+        let service =
+            RaftGrpcService::new(raft.clone(), faults.clone(), grace, clock.clone(), addrs.clone()).into_server();
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let signal = async move { stop.cancelled().await };
@@ -296,7 +321,7 @@ impl RaftNode {
             }
         }
 
-        let peers = PeerCalls::new(cfg.id, faults.clone());
+        let peers = PeerCalls::new(cfg.id, faults.clone(), addrs.clone());
         let check_quorum = Duration::from_millis(cfg.tuning.election_max_ms);
         let quorum = QuorumClock::default();
         let inner = Inner {
@@ -308,12 +333,21 @@ impl RaftNode {
             tracker,
             faults,
             peers,
+            addrs,
             handover_until: Default::default(),
             quorum,
             check_quorum,
             shutdown,
         };
         let node = Self { inner: Arc::new(inner) };
+        tokio::spawn(crate::election::stand_for_election(
+            node.inner.raft.clone(),
+            cfg.id,
+            clock,
+            Duration::from_millis(t.election_max_ms),
+            Duration::from_millis(t.election_max_ms - t.election_min_ms),
+            node.inner.shutdown.clone(),
+        ));
         let every = cfg.checkpoint_every;
         node.spawn_leader_task("checkpoints", move |node, stop| crate::background::checkpoints(node, every, stop));
         tokio::spawn(crate::background::raft_metrics(node.clone()));
@@ -379,7 +413,12 @@ impl RaftNode {
     /// Appends a command and waits until it is applied here.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
         self.check_writable()?;
-        self.inner.raft.client_write(LogPayload::new(cmd)).await.map(|r| r.data).map_err(map_write_error)
+        self.inner
+            .raft
+            .client_write(LogPayload::new(cmd))
+            .await
+            .map(|r| r.data)
+            .map_err(|e| map_write_error(e, &self.inner.addrs))
     }
 
     /// The node's content-addressed store of model files and datasets.
@@ -399,13 +438,19 @@ impl RaftNode {
         &self.inner.state
     }
 
-    /// The leader as this node knows it: id and HTTP address.
+    /// The leader as this node knows it: id and the HTTP address clients
+    /// reach it at.
     pub fn leader(&self) -> Option<(NodeId, Option<String>)> {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
         let id = m.current_leader?;
-        let http = m.membership_config.membership().get_node(&id).map(|n| n.http_addr.clone());
+        let http = m.membership_config.membership().get_node(&id).map(|n| self.inner.addrs.of(id, &n.http_addr));
         Some((id, http))
+    }
+
+    /// Where clients reach this node and its peers (see `network::addrs`).
+    pub fn client_addrs(&self) -> &Arc<ClientAddrs> {
+        &self.inner.addrs
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -416,7 +461,8 @@ impl RaftNode {
             .nodes()
             .map(|(id, n)| MemberStatus { id: *id, raft_addr: n.raft_addr.clone(), http_addr: n.http_addr.clone() })
             .collect();
-        let leader_http = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.http_addr.clone()));
+        let leader_http =
+            m.current_leader.and_then(|l| membership.get_node(&l).map(|n| self.inner.addrs.of(l, &n.http_addr)));
         let (last_applied, digest, predictions_run, records, divergence) = {
             let s = self.inner.state.read();
             (
@@ -429,6 +475,7 @@ impl RaftNode {
         };
         NodeStatus {
             node_id: self.inner.id,
+            client_http: self.inner.addrs.own().to_string(),
             is_leader: m.state == ServerState::Leader,
             state: format!("{:?}", m.state),
             leader_id: m.current_leader,

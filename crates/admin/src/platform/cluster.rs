@@ -21,9 +21,11 @@ pub const DEFAULT_CATCH_UP_S: u64 = 120;
 #[serde(deny_unknown_fields)]
 pub struct AddNodeRequest {
     pub id: u64,
-    /// The node's Raft address (host:port).
+    /// Where peers reach the node's Raft transport (host:port; the host a
+    /// name or an IP address).
     pub raft_addr: String,
-    /// The node's HTTP address (host:port).
+    /// Where peers reach the node's HTTP API (host:port). Clients are sent
+    /// to the address the node advertises (`boat node --advertise-http`).
     pub http_addr: String,
     /// Seconds the node may take to catch up before it is promoted (default 120).
     #[serde(default)]
@@ -41,7 +43,11 @@ pub struct LeaderRequest {
 pub struct NodeView {
     pub id: u64,
     pub raft_addr: String,
+    /// Where peers reach the node's HTTP API (its membership record).
     pub http_addr: String,
+    /// Where clients reach it, as far as this node knows (the address it
+    /// advertises, else `http_addr`).
+    pub client_http: String,
     /// `voter` or `learner`.
     pub role: String,
 }
@@ -66,9 +72,7 @@ fn membership_error(e: MembershipError) -> ApiError {
 }
 
 fn check_addr(what: &str, addr: &str) -> Result<(), ApiError> {
-    addr.parse::<std::net::SocketAddr>()
-        .map(|_| ())
-        .map_err(|_| ApiError::unprocessable(format!("{what} {addr:?} is not host:port with a numeric host")))
+    boat_raft::check_host_port(addr).map_err(|e| ApiError::unprocessable(format!("{what}: {e}")))
 }
 
 impl AppState {
@@ -82,6 +86,7 @@ impl AppState {
                 id: m.id,
                 raft_addr: m.raft_addr.clone(),
                 http_addr: m.http_addr.clone(),
+                client_http: self.node.client_addrs().of(m.id, &m.http_addr),
                 role: if members.voters.contains(&m.id) { "voter" } else { "learner" }.into(),
             })
             .collect();

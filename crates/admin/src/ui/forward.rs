@@ -130,15 +130,19 @@ impl Forwarder {
         }
     }
 
-    /// The redirect's target, when `response` is a redirect to a member.
+    /// The redirect's target, when `response` is a redirect to a member,
+    /// at the address this node reaches that member at: the redirect names
+    /// the one clients use, which from inside a container may be another.
     fn leader_location(&self, response: &Response) -> Option<String> {
         if !matches!(response.status(), StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT) {
             return None;
         }
         let location = response.headers().get(header::LOCATION)?.to_str().ok()?;
-        let authority = location.strip_prefix("http://")?.split('/').next()?;
+        let rest = location.strip_prefix("http://")?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let members = self.state.members_view();
-        members.nodes.iter().any(|n| n.http_addr == authority).then(|| location.to_string())
+        let member = members.nodes.iter().find(|n| n.http_addr == authority || n.client_http == authority)?;
+        Some(format!("http://{}{path}", member.http_addr))
     }
 
     async fn send(&self, method: &Method, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {

@@ -2,6 +2,7 @@
 //! openraft's replication, and the read-index client that followers use to
 //! serve linearizable reads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -14,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use super::addrs::ClientAddrs;
 use super::codec;
 use super::faults::Faults;
 use super::pb::raft_service_client::RaftServiceClient;
@@ -25,11 +27,12 @@ use crate::types::{BoatNode, NodeId, TypeConfig};
 pub struct NetworkFactory {
     self_id: NodeId,
     faults: Faults,
+    addrs: Arc<ClientAddrs>,
 }
 
 impl NetworkFactory {
-    pub fn new(self_id: NodeId, faults: Faults) -> Self {
-        Self { self_id, faults }
+    pub fn new(self_id: NodeId, faults: Faults, addrs: Arc<ClientAddrs>) -> Self {
+        Self { self_id, faults, addrs }
     }
 }
 
@@ -42,6 +45,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.raft_addr.clone(),
             faults: self.faults.clone(),
+            addrs: self.addrs.clone(),
             client: None,
         }
     }
@@ -53,6 +57,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     faults: Faults,
+    addrs: Arc<ClientAddrs>,
     client: Option<RaftServiceClient<Channel>>,
 }
 
@@ -110,7 +115,8 @@ impl PeerClient {
             return Err(unreachable(&TransportError::Partitioned(self.target)));
         }
         self.faults.apply_delay().await;
-        let request = codec::request(self.self_id, body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let request = codec::request(self.self_id, self.addrs.own(), body)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self.client().map_err(|e| unreachable(&e))?;
         let send = async move {
             match rpc {
@@ -132,7 +138,17 @@ impl PeerClient {
     }
 }
 
+/// How long openraft waits before calling a peer again after it could not
+/// be reached. openraft's default is 500 ms; a restarted or healed follower
+/// would by then have stood for election (see `election`), and its higher
+/// term would depose the leader.
+pub(crate) const RETRY_UNREACHABLE: Duration = Duration::from_millis(100);
+
 impl RaftNetwork<TypeConfig> for PeerClient {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(RETRY_UNREACHABLE))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
@@ -177,12 +193,13 @@ pub enum ReadIndexError {
 pub struct PeerCalls {
     self_id: NodeId,
     faults: Faults,
+    addrs: Arc<ClientAddrs>,
     clients: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, RaftServiceClient<Channel>>>>,
 }
 
 impl PeerCalls {
-    pub fn new(self_id: NodeId, faults: Faults) -> Self {
-        Self { self_id, faults, clients: Default::default() }
+    pub fn new(self_id: NodeId, faults: Faults, addrs: Arc<ClientAddrs>) -> Self {
+        Self { self_id, faults, addrs, clients: Default::default() }
     }
 
     fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, TransportError> {
@@ -202,7 +219,7 @@ impl PeerCalls {
             return Err(unreachable(&TransportError::Partitioned(leader)));
         }
         self.faults.apply_delay().await;
-        let request = codec::request(self.self_id, &()).map_err(|e| unreachable(&e))?;
+        let request = codec::request(self.self_id, self.addrs.own(), &()).map_err(|e| unreachable(&e))?;
         let mut client = self.client(addr).map_err(|e| unreachable(&e))?;
         let reply = match tokio::time::timeout(ttl, client.read_index(request)).await {
             Err(_) => return Err(unreachable(&TransportError::TimedOut(ttl))),
@@ -225,7 +242,7 @@ impl PeerCalls {
             return Err(TransportError::Partitioned(peer).to_string());
         }
         self.faults.apply_delay().await;
-        let request = codec::request(self.self_id, step).map_err(|e| e.to_string())?;
+        let request = codec::request(self.self_id, self.addrs.own(), step).map_err(|e| e.to_string())?;
         let mut client = self.client(addr).map_err(|e| e.to_string())?;
         let reply = match tokio::time::timeout(ttl, client.handover(request)).await {
             Err(_) => return Err(TransportError::TimedOut(ttl).to_string()),

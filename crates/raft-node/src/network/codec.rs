@@ -17,9 +17,9 @@ pub enum CodecError {
     Empty,
 }
 
-pub fn request<T: Serialize>(from: NodeId, body: &T) -> Result<RaftRequest, CodecError> {
+pub fn request<T: Serialize>(from: NodeId, client_addr: &str, body: &T) -> Result<RaftRequest, CodecError> {
     let payload = bincode::serialize(body).map_err(|e| CodecError::Encode(e.to_string()))?;
-    Ok(RaftRequest { from, payload })
+    Ok(RaftRequest { from, payload, client_addr: client_addr.to_string() })
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

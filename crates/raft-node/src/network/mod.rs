@@ -1,12 +1,15 @@
 //! The Raft transport over tonic gRPC (`proto/raft.proto`): the outbound
 //! client used by openraft (`client`), the inbound service (`server`), the
-//! wire encoding (`codec`) and fault injection shared by both (`faults`).
+//! wire encoding (`codec`), the advertised client addresses every
+//! message carries (`addrs`) and fault injection shared by both (`faults`).
 
+pub mod addrs;
 pub mod client;
 pub mod codec;
 pub mod faults;
 pub mod server;
 
+pub use addrs::ClientAddrs;
 pub use client::{Handover, NetworkFactory, PeerCalls, ReadIndexError};
 pub use faults::{FaultReport, Faults};
 pub use server::RaftGrpcService;

@@ -1,18 +1,19 @@
 //! Inbound Raft RPCs: decode, check fault injection, hand to openraft.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest, VoteResponse};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest, VoteResponse};
 use tonic::{Request, Response, Status};
 
+use super::addrs::ClientAddrs;
 use super::client::Handover;
 use super::codec;
 use super::faults::Faults;
 use super::pb::raft_service_server::{RaftService, RaftServiceServer};
 use super::pb::{RaftReply, RaftRequest};
 use super::MAX_MESSAGE_BYTES;
+use crate::election::ElectionClock;
 use crate::types::{NodeId, Raft, TypeConfig};
 
 /// The tonic service a node exposes on its Raft address.
@@ -22,9 +23,11 @@ pub struct RaftGrpcService {
     faults: Faults,
     /// Until then, vote requests are refused (see `new`).
     refuse_votes_until: Option<Instant>,
-    /// Bumped by every `PauseElections`, so that only the latest pause turns
-    /// elections back on when it ends.
-    election_pauses: Arc<AtomicU64>,
+    /// Told of every accepted append, snapshot and granted vote, which
+    /// keep this node from standing for election.
+    clock: Arc<ElectionClock>,
+    /// Learns every sender's advertised client address.
+    addrs: Arc<ClientAddrs>,
 }
 
 impl RaftGrpcService {
@@ -35,8 +38,14 @@ impl RaftGrpcService {
     /// that was running when it was wiped (a candidate moves to a new term
     /// when its election times out). A brand-new cluster merely elects its
     /// first leader a little later.
-    pub fn new(raft: Raft, faults: Faults, refuse_votes_until: Option<Instant>) -> Self {
-        Self { raft, faults, refuse_votes_until, election_pauses: Arc::default() }
+    pub(crate) fn new(
+        raft: Raft,
+        faults: Faults,
+        refuse_votes_until: Option<Instant>,
+        clock: Arc<ElectionClock>,
+        addrs: Arc<ClientAddrs>,
+    ) -> Self {
+        Self { raft, faults, refuse_votes_until, clock, addrs }
     }
 
     /// The service wrapped with the message size limits both sides use.
@@ -53,6 +62,7 @@ impl RaftGrpcService {
             return Err(Status::unavailable(format!("traffic from node {} is cut by fault injection", req.from)));
         }
         self.faults.apply_delay().await;
+        self.addrs.learn(req.from as NodeId, &req.client_addr);
         Ok(req)
     }
 }
@@ -71,6 +81,14 @@ impl RaftService for RaftGrpcService {
         let req = self.admit(req).await?;
         let rpc: AppendEntriesRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;
         let res = self.raft.append_entries(rpc).await;
+        if matches!(
+            res,
+            Ok(AppendEntriesResponse::Success
+                | AppendEntriesResponse::PartialSuccess(_)
+                | AppendEntriesResponse::Conflict)
+        ) {
+            self.clock.heard_from_leader();
+        }
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }
 
@@ -85,6 +103,9 @@ impl RaftService for RaftGrpcService {
             return Ok(Response::new(codec::reply(reply).map_err(encode_failed)?));
         }
         let res = self.raft.vote(rpc).await;
+        if res.as_ref().is_ok_and(|r| r.vote_granted) {
+            self.clock.heard_from_leader();
+        }
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }
 
@@ -108,16 +129,8 @@ impl RaftService for RaftGrpcService {
                 // Bounded, so a lost leader cannot leave this node unable to
                 // ever start an election.
                 let ms = ms.min(10_000);
-                let generation = self.election_pauses.fetch_add(1, Ordering::SeqCst) + 1;
-                self.raft.runtime_config().elect(false);
+                self.clock.pause(Duration::from_millis(ms));
                 tracing::info!(from = req.from, ms, "elections paused for a leadership handover");
-                let (raft, pauses) = (self.raft.clone(), self.election_pauses.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    if pauses.load(Ordering::SeqCst) == generation {
-                        raft.runtime_config().elect(true);
-                    }
-                });
                 Ok(())
             }
             Handover::Elect => {
@@ -137,9 +150,14 @@ impl RaftService for RaftGrpcService {
         // position disagree, and the retried chunk lands in the wrong place.
         // Run it as its own task, so it always completes.
         let raft = self.raft.clone();
+        let sender = rpc.vote;
         let res = tokio::spawn(async move { raft.install_snapshot(rpc).await })
             .await
             .map_err(|e| Status::internal(format!("installing a snapshot chunk: {e}")))?;
+        // Accepted unless this node answered with a higher vote.
+        if res.as_ref().is_ok_and(|r| r.vote == sender) {
+            self.clock.heard_from_leader();
+        }
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use super::command::{AppPredictBatch, PredictBatch, PredictOutcome, PredictRequest, ServingCommand, ServingResult};
 use crate::commit::CommitTracker;
 use crate::domains::{Command, CommandResult};
+use crate::network::ClientAddrs;
 use crate::node::{map_write_error, RaftNode, WriteError};
 use crate::payload::LogPayload;
 use crate::types::{LogId, Raft};
@@ -141,6 +142,7 @@ impl Batcher {
             config: self.config.clone(),
             in_flight: Arc::new(Semaphore::new(self.config.max_in_flight)),
             next_tag: self.next_tag.clone(),
+            addrs: self.node.client_addrs().clone(),
         };
         tokio::spawn(queue.run());
         tx
@@ -155,6 +157,7 @@ struct Queue {
     config: BatchConfig,
     in_flight: Arc<Semaphore>,
     next_tag: Arc<AtomicU64>,
+    addrs: Arc<ClientAddrs>,
 }
 
 impl Queue {
@@ -180,7 +183,8 @@ impl Queue {
                 }
             }
             let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(propose(self.raft.clone(), self.tracker.clone(), self.key.clone(), tag, jobs, slot));
+            let (raft, tracker, addrs) = (self.raft.clone(), self.tracker.clone(), self.addrs.clone());
+            tokio::spawn(propose(raft, tracker, addrs, self.key.clone(), tag, jobs, slot));
         }
     }
 }
@@ -189,6 +193,7 @@ impl Queue {
 async fn propose(
     raft: Raft,
     tracker: CommitTracker,
+    addrs: Arc<ClientAddrs>,
     key: QueueKey,
     tag: u64,
     jobs: Vec<Job>,
@@ -236,7 +241,7 @@ async fn propose(
             }
             other => Err(WriteError::Fatal(format!("a prediction entry produced {other:?}"))),
         },
-        Err(e) => Err(map_write_error(e)),
+        Err(e) => Err(map_write_error(e, &addrs)),
     };
     if let Ok(Some(unreported)) = notify_commit.await {
         let report = match &result {
