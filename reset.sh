@@ -4,7 +4,9 @@
 # cluster, stopped and wiped; the supervisor starts it again as a joiner;
 # it is added back as a learner, catches up from the leader's snapshot, and
 # is promoted to voter. The cluster directory is ./.boat unless BOAT_DIR
-# says otherwise.
+# says otherwise. A deployment in containers (`boat deploy --docker` or
+# `--swarm`) is reset by `boat deploy --reset-node` through the Docker
+# engine: a Swarm node comes back as the same voter.
 #
 # When the node is not running (its addresses cannot be read) or the
 # cluster cannot change its membership (no quorum), the node is wiped and
@@ -16,8 +18,17 @@ if ! [[ "$id" =~ ^[0-9]+$ ]]; then
   echo "usage: ./reset.sh NODE_ID" >&2
   exit 2
 fi
-dir="${BOAT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/.boat}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+dir="${BOAT_DIR:-$here/.boat}"
 mkdir -p "$dir"
+# A deployment in containers (`boat deploy --docker` or `--swarm`) records
+# itself in deploy.json; boat does the reset through the engine.
+if [ -f "$dir/deploy.json" ]; then
+  bin="${BOAT_BIN:-$here/target/release/boat}"
+  [ -x "$bin" ] || bin="$(command -v boat || true)"
+  [ -n "$bin" ] || { echo "reset.sh: no boat binary (set BOAT_BIN)" >&2; exit 1; }
+  exec "$bin" deploy --reset-node "$id" --dir "$dir"
+fi
 hold="$dir/node-$id.hold"
 pidfile="$dir/node-$id.pid"
 rejoin="$dir/node-$id.rejoin"

@@ -3,6 +3,8 @@
 //! The supervisor restarts any node that exits, whatever the reason (a
 //! `/control` exit or crash, a kill), with a back-off for nodes that die
 //! right after starting. SIGINT or SIGTERM stops every node cleanly.
+//! `--docker` and `--swarm` run the nodes in containers instead
+//! (`deploy_docker`, `deploy_swarm`).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -33,6 +35,35 @@ pub struct DeployArgs {
     /// Path of libonnxruntime.so (otherwise ORT_DYLIB_PATH).
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
+    /// Run every node in a container of its own on this machine's Docker
+    /// engine, on a private network, with its HTTP port published on
+    /// 127.0.0.1 (the --http-base ports). Builds Boat's image first.
+    #[arg(long, conflicts_with = "swarm")]
+    pub docker: bool,
+    /// Run the nodes as a Docker Swarm stack, one service per node on an
+    /// overlay network (see deploy/boat-stack.yml). Builds Boat's image
+    /// first; this engine must be a Swarm manager (`boat swarm init`).
+    #[arg(long)]
+    pub swarm: bool,
+    /// With --swarm: remove the stack (its volumes too with --wipe) and exit.
+    #[arg(long, requires = "swarm")]
+    pub down: bool,
+    /// With --docker or --swarm: remove the nodes' data volumes as well
+    /// when the deployment is removed.
+    #[arg(long)]
+    pub wipe: bool,
+    /// With --docker or --swarm: the prefix of every container, service,
+    /// network and volume name.
+    #[arg(long, default_value = "boat")]
+    pub project: String,
+    /// With --docker or --swarm: the image the nodes run, built from this
+    /// binary (train-job workers use it too).
+    #[arg(long, default_value = "boat:latest")]
+    pub image: String,
+    /// Wipe node N of the --docker or --swarm deployment recorded in --dir
+    /// and bring it back empty, then exit (what `reset.sh N` runs).
+    #[arg(long, value_name = "N")]
+    pub reset_node: Option<usize>,
     /// Extra arguments passed to every `boat node` (after `--`).
     #[arg(last = true)]
     pub node_args: Vec<String>,
@@ -56,6 +87,16 @@ pub(crate) fn check_port_free(addr: std::net::SocketAddr) -> anyhow::Result<()> 
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 99 {
         bail!("--nodes must be between 1 and 99");
+    }
+    if let Some(i) = args.reset_node {
+        let layout = crate::deploy_docker::Layout::load(&args.dir)?;
+        return match layout.mode.as_str() {
+            "docker" => crate::deploy_docker::reset_node(layout, i).await,
+            _ => crate::deploy_swarm::reset_node(layout, i).await,
+        };
+    }
+    if args.docker || args.swarm {
+        return run_in_containers(args).await;
     }
     let bin = std::env::current_exe().context("locating the boat binary")?;
     let mut spec = ClusterSpec::fixed(args.nodes, &args.host, args.http_base, args.raft_base, args.dir.clone(), bin)?;
@@ -137,6 +178,31 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     eprintln!("boat: stopping all nodes");
     cluster.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+async fn run_in_containers(args: DeployArgs) -> anyhow::Result<()> {
+    if !args.project.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || args.project.is_empty()
+    {
+        bail!("--project must be lower-case letters, digits and dashes");
+    }
+    let host_dir = crate::deploy_docker::prepare_host_dir(&args.dir)?;
+    let layout = crate::deploy_docker::Layout {
+        mode: if args.docker { "docker" } else { "swarm" }.into(),
+        project: args.project.clone(),
+        nodes: args.nodes,
+        http_base: args.http_base,
+        image: args.image.clone(),
+        host_dir,
+        node_args: args.node_args.clone(),
+    };
+    if args.docker {
+        crate::deploy_docker::run(layout, args.ort_lib.as_deref(), args.wipe).await
+    } else if args.down {
+        crate::deploy_swarm::down(&layout, args.wipe).await
+    } else {
+        crate::deploy_swarm::up(layout, args.ort_lib.as_deref()).await
+    }
 }
 
 async fn leader_of(cluster: &LocalCluster) -> Option<u64> {

@@ -32,6 +32,8 @@ pub mod bench_serving;
 pub mod client;
 pub mod cluster;
 pub mod deploy;
+pub mod deploy_docker;
+pub mod deploy_swarm;
 pub mod images_cmd;
 pub mod logging;
 pub mod node_cmd;

@@ -37,12 +37,14 @@ pub struct ElectionClock {
 #[derive(Debug)]
 struct ClockState {
     last_contact: Instant,
+    /// Whether a leader has been heard from since this node started.
+    heard: bool,
     paused_until: Option<Instant>,
 }
 
 impl Default for ElectionClock {
     fn default() -> Self {
-        Self { state: Mutex::new(ClockState { last_contact: Instant::now(), paused_until: None }) }
+        Self { state: Mutex::new(ClockState { last_contact: Instant::now(), heard: false, paused_until: None }) }
     }
 }
 
@@ -54,6 +56,13 @@ impl ElectionClock {
     /// A leader's append or snapshot was accepted, or this node granted a
     /// vote: there is, or soon will be, a leader to follow.
     pub fn heard_from_leader(&self) {
+        let mut s = self.lock();
+        s.last_contact = Instant::now();
+        s.heard = true;
+    }
+
+    /// Starts the wait again without anything heard.
+    fn restart(&self) {
         self.lock().last_contact = Instant::now();
     }
 
@@ -63,20 +72,21 @@ impl ElectionClock {
         self.lock().paused_until = Some(Instant::now() + d);
     }
 
-    /// How long since the last contact, or `None` while paused.
-    fn silence(&self, now: Instant) -> Option<Duration> {
+    /// How long since the last contact, and whether any leader was ever
+    /// heard; `None` while paused.
+    fn silence(&self, now: Instant) -> Option<(Duration, bool)> {
         let s = self.lock();
         if s.paused_until.is_some_and(|until| now < until) {
             return None;
         }
-        Some(now.saturating_duration_since(s.last_contact))
+        Some((now.saturating_duration_since(s.last_contact), s.heard))
     }
 }
 
 /// Runs until `stop`: stands this node for election whenever it is a voter,
 /// not the leader, and has heard from no leader for `lease` plus a random
-/// part of `spread` (one more `lease` after start). The only voter of a
-/// cluster stands at once.
+/// part of `spread` (one more `lease` until it first hears from a leader).
+/// The only voter of a cluster stands at once.
 pub(crate) async fn stand_for_election(
     raft: Raft,
     id: NodeId,
@@ -86,10 +96,7 @@ pub(crate) async fn stand_for_election(
     stop: CancellationToken,
 ) {
     let pick = || lease + spread.mul_f64(rand::thread_rng().gen::<f64>());
-    // Just started: a leader that could not reach this node retries only
-    // after its back-off (`network::client::RETRY_UNREACHABLE`), so give it
-    // one more lease before deciding there is none.
-    let mut wait = lease + pick();
+    let mut wait = pick();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -106,16 +113,20 @@ pub(crate) async fn stand_for_election(
             // A leader (or learner) that turns follower must not stand at
             // once on a stale clock: that would raise the term and depose
             // the leader that has just replaced it.
-            clock.heard_from_leader();
+            clock.restart();
             continue;
         }
         let alone = voters.len() == 1;
-        let Some(silence) = clock.silence(Instant::now()) else { continue };
-        if !alone && silence < wait {
+        let Some((silence, heard)) = clock.silence(Instant::now()) else { continue };
+        // Until it has heard from any leader, a node that just started
+        // waits one more lease: a leader that could not reach it retries
+        // only after its back-off (`network::client::RETRY_UNREACHABLE`).
+        let due = if heard { wait } else { wait + lease };
+        if !alone && silence < due {
             continue;
         }
         tracing::info!(silent_ms = silence.as_millis() as u64, "no word from a leader: standing for election");
-        clock.heard_from_leader();
+        clock.restart();
         wait = pick();
         if let Err(e) = raft.trigger().elect().await {
             tracing::warn!(error = %e, "could not stand for election");
