@@ -98,7 +98,7 @@ impl Deployment {
         let project = format!("boat-t{:06x}", rand_suffix());
         let image = format!("{project}:test");
         let cleanup = Cleanup { project: project.clone(), image: image.clone() };
-        let base = free_ports(3);
+        let base = free_ports(4);
         let out = dir.path().join("deploy.out");
         let child = tokio::process::Command::new(boat_bin())
             .args(["deploy", "--docker", "--wipe", "--project", &project, "--image", &image])
@@ -349,6 +349,22 @@ async fn a_cluster_of_containers_survives_kill_disconnect_and_pause() {
     d.caught_up(victim, index_of(&r)).await;
     d.converged().await;
 
+    // A fourth node added through the membership commands, found by name.
+    let add = Command::new(boat_bin())
+        .args(["deploy", "--add-node", "3", "--dir"])
+        .arg(d.dir().join(".boat"))
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&add.stdout), String::from_utf8_lossy(&add.stderr));
+    assert!(add.status.success(), "--add-node failed: {said}");
+    d.nodes = 4;
+    let s = d.http.status(&d.url(3)).await.unwrap();
+    assert_eq!(s.voters, vec![0, 1, 2, 3], "{s:?}");
+    assert_eq!(s.client_http, format!("127.0.0.1:{}", d.base + 3));
+    let r = d.predict(d.leader(&all).await, "four nodes", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    d.converged().await;
+
     // Ctrl-C removes the containers, the network and (with --wipe) the volumes.
     let pid = d.child.id().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGINT) };
@@ -465,6 +481,40 @@ async fn a_swarm_stack_serves_after_its_leader_is_killed() {
             break;
         }
         assert!(Instant::now() < deadline, "node {leader} did not come back (replaced: {replaced})");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // /control with the token: a crash, and the Swarm replaces the task.
+    let victim = (leader + 1) % 3;
+    let before = task_container(&project, victim).expect("a task container");
+    let token = std::fs::read_to_string(dir.path().join(".boat/admin-token")).unwrap();
+    let crash = json!({"cmd": "crash"});
+    let r = http.control(&url(victim), &crash).await.unwrap();
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = http
+        .send_json(boat_tests::boat::client::Method::POST, &url(victim), "/control", Some(&crash), Some(token.trim()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // reset.sh: the node's service scaled to zero, its volume removed, and
+    // back as the same voter, empty, catching up from the leader.
+    let reset = Command::new(boat_tests::workspace_root().join("reset.sh"))
+        .arg(victim.to_string())
+        .env("BOAT_DIR", dir.path().join(".boat"))
+        .env("BOAT_BIN", boat_bin())
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&reset.stdout), String::from_utf8_lossy(&reset.stderr));
+    assert!(reset.status.success(), "reset.sh failed: {said}");
+    assert!(task_container(&project, victim).is_none_or(|c| c != before), "{said}");
+    let t0 = Instant::now();
+    let r = http.predict_anywhere(&urls, &json!({"input": "after the reset"}), None, t0 + PATIENCE).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let committed = r.body["index"].as_u64().unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !http.status(&url(victim)).await.is_ok_and(|s| s.last_applied >= committed) {
+        assert!(Instant::now() < deadline, "node {victim} did not catch up after reset.sh: {said}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 

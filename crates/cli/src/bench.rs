@@ -16,6 +16,8 @@
 //! - `admin`: admin calls over gRPC and REST side by side (`bench_admin`).
 //! - `advisor`: the advisors on real training, and a train job's wall time
 //!   with one and two workers (`bench_advisor`).
+//! - `containers`: the cluster in containers against loopback processes,
+//!   and failover after real faults (`bench_containers`).
 //!
 //! Every loop is bounded by time and by count, and stops by itself.
 
@@ -52,6 +54,9 @@ pub enum BenchKind {
     Admin(crate::bench_admin::AdminArgs),
     /// Random vs TPE on real training, and a train job with one and two workers.
     Advisor(crate::bench_advisor::AdvisorArgs),
+    /// Three nodes in containers against loopback processes, and failover
+    /// after docker kill and docker network disconnect.
+    Containers(crate::bench_containers::ContainersArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -122,6 +127,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Dedup(a) => crate::bench_dedup::run(a).await,
         BenchKind::Admin(a) => crate::bench_admin::run(a).await,
         BenchKind::Advisor(a) => crate::bench_advisor::run(a).await,
+        BenchKind::Containers(a) => crate::bench_containers::run(a).await,
     }
 }
 

@@ -109,7 +109,8 @@ impl Layout {
     pub fn node_command(&self, i: usize, join: bool) -> Vec<String> {
         let mut cmd: Vec<String> = ["node", "--id", &i.to_string()].map(String::from).into();
         cmd.extend(["--http".into(), format!("0.0.0.0:{HTTP_PORT}"), "--raft".into(), format!("0.0.0.0:{RAFT_PORT}")]);
-        for j in 0..self.nodes {
+        // A node added later lists itself as well.
+        for j in 0..self.nodes.max(i + 1) {
             cmd.extend(["--member".into(), self.member(j)]);
         }
         cmd.extend(["--advertise-http".into(), self.published(i)]);
@@ -330,8 +331,17 @@ impl Containers {
             Err(e) => return Err(e).with_context(|| format!("removing network {network}")),
         }
         if wipe {
-            for i in 0..self.layout.nodes {
-                self.remove_volume(i).await?;
+            // By label: nodes added after the deployment started have
+            // volumes too.
+            let options = bollard::query_parameters::ListVolumesOptionsBuilder::new().filters(&filters).build();
+            let volumes = self.docker.list_volumes(Some(options)).await.context("listing volumes")?;
+            for v in volumes.volumes.unwrap_or_default() {
+                let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+                match self.docker.remove_volume(&v.name, Some(options)).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing volume {}", v.name)),
+                }
             }
         }
         Ok(())
@@ -564,13 +574,35 @@ pub async fn reset_node(layout: Layout, i: usize) -> anyhow::Result<()> {
         eprintln!("reset.sh: node {i} restarts empty and catches up from the leader");
         return Ok(());
     }
+    add_member(&layout, i).await?;
+    eprintln!("reset.sh: node {i} caught up as a learner and is a voter again");
+    Ok(())
+}
+
+/// `boat deploy --add-node N` for a `--docker` deployment: starts node `i`
+/// empty, as a joiner, in a container of its own on the network (published
+/// on `http_base + i`), and adds it to the cluster: a learner that catches
+/// up, then a voter.
+pub async fn add_node(layout: Layout, i: usize) -> anyhow::Result<()> {
+    let containers = Containers::connect(layout.clone()).await?;
+    if containers.docker.inspect_container(&layout.container(i), None).await.is_ok() {
+        bail!("container {} exists already: node {i} is part of the deployment", layout.container(i));
+    }
+    crate::deploy::check_port_free(layout.published(i).parse()?)?;
+    containers.start_node(i, true).await?;
+    add_member(&layout, i).await?;
+    eprintln!("boat: node {i} ({}) caught up as a learner and is a voter", layout.url(i));
+    Ok(())
+}
+
+/// Adds node `i`, running as a joiner, to the cluster and waits until it
+/// is a voter.
+async fn add_member(layout: &Layout, i: usize) -> anyhow::Result<()> {
     let c = layout.container(i);
     let add = serde_json::json!({
         "id": i, "raft_addr": format!("{c}:{RAFT_PORT}"), "http_addr": format!("{c}:{HTTP_PORT}"), "catch_up_seconds": 180
     });
-    if admin_request(&layout, reqwest::Method::POST, "/api/cluster/nodes", Some(&add), Duration::from_secs(200)).await?
-    {
-        eprintln!("reset.sh: node {i} caught up as a learner and is a voter again");
+    if admin_request(layout, reqwest::Method::POST, "/api/cluster/nodes", Some(&add), Duration::from_secs(200)).await? {
         Ok(())
     } else {
         bail!("node {i} did not come back; add it with: boat cluster add {i} {c}:{RAFT_PORT} {c}:{HTTP_PORT}")

@@ -146,11 +146,16 @@ pub async fn reset_node(layout: Layout, i: usize) -> anyhow::Result<()> {
     docker_cli(&["service", "scale", "--detach=true", &format!("{service}=0")], &[], None)?;
     let filter = format!("label=com.docker.swarm.service.name={service}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !docker_cli(&["ps", "-aq", "--filter", &filter], &[], None)?.trim().is_empty() {
+    while !docker_cli(&["ps", "-q", "--filter", &filter], &[], None)?.trim().is_empty() {
         if Instant::now() > deadline {
-            bail!("{service}'s container is still there after a minute");
+            bail!("{service}'s container still runs after a minute");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The Swarm keeps the containers of ended tasks (its task history);
+    // they hold on to the volume.
+    for id in docker_cli(&["ps", "-aq", "--filter", &filter], &[], None)?.split_whitespace() {
+        docker_cli(&["rm", "-f", id], &[], None)?;
     }
     docker_cli(&["volume", "rm", "-f", &volume], &[], None)?;
     eprintln!("reset.sh: wiped node {i} (service {service}, volume {volume})");

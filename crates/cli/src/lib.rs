@@ -3,7 +3,9 @@
 //!
 //! Modules:
 //! - [`node_cmd`]: `boat node`, wiring serving, Raft and HTTP into one process.
-//! - [`deploy`]: `boat deploy`, a supervisor for a local cluster.
+//! - [`deploy`]: `boat deploy`, a supervisor for a local cluster;
+//!   [`deploy_docker`]: `--docker`, one container per node on this
+//!   machine's engine; [`deploy_swarm`]: `--swarm`, the committed stack file.
 //! - [`cluster`]: starting and stopping real node processes (deploy, bench, tests).
 //! - [`admin_cmd`]: `boat login|logout|users|datasets|models|apps|cluster|predict|status|control`
 //!   over the gRPC admin service ([`rpc`]: connection, leader following and
@@ -16,6 +18,8 @@
 //! - [`bench_serving`]: `boat bench serving`, raw runtime vs one node vs three nodes.
 //! - [`bench_memory`]: `boat bench memory`, node memory with large models loaded.
 //! - [`bench_dedup`]: `boat bench dedup`, the dedup window at full load.
+//! - [`bench_containers`]: `boat bench containers`, containers against
+//!   loopback processes, and failover after docker kill and disconnect.
 //! - [`bench_admin`]: `boat bench admin`, admin calls over gRPC and REST.
 //! - [`bench_advisor`]: `boat bench advisor`, advisors on real training and
 //!   train-job wall time with one and two workers.
@@ -26,6 +30,7 @@ pub mod admin_cmd;
 pub mod bench;
 pub mod bench_admin;
 pub mod bench_advisor;
+pub mod bench_containers;
 pub mod bench_dedup;
 pub mod bench_memory;
 pub mod bench_serving;

@@ -40,11 +40,22 @@ struct ClockState {
     /// Whether a leader has been heard from since this node started.
     heard: bool,
     paused_until: Option<Instant>,
+    /// Snapshot chunks being written. The last one installs the snapshot
+    /// (models loaded, records imported), which may take longer than an
+    /// election timeout, and the leader sends nothing else meanwhile.
+    installing: usize,
 }
 
 impl Default for ElectionClock {
     fn default() -> Self {
-        Self { state: Mutex::new(ClockState { last_contact: Instant::now(), heard: false, paused_until: None }) }
+        Self {
+            state: Mutex::new(ClockState {
+                last_contact: Instant::now(),
+                heard: false,
+                paused_until: None,
+                installing: 0,
+            }),
+        }
     }
 }
 
@@ -59,6 +70,13 @@ impl ElectionClock {
         let mut s = self.lock();
         s.last_contact = Instant::now();
         s.heard = true;
+    }
+
+    /// Holds elections off while the returned guard lives: a leader's
+    /// snapshot chunk is being written.
+    pub fn installing(self: &std::sync::Arc<Self>) -> Installing {
+        self.lock().installing += 1;
+        Installing(self.clone())
     }
 
     /// Starts the wait again without anything heard.
@@ -76,10 +94,21 @@ impl ElectionClock {
     /// heard; `None` while paused.
     fn silence(&self, now: Instant) -> Option<(Duration, bool)> {
         let s = self.lock();
-        if s.paused_until.is_some_and(|until| now < until) {
+        if s.installing > 0 || s.paused_until.is_some_and(|until| now < until) {
             return None;
         }
         Some((now.saturating_duration_since(s.last_contact), s.heard))
+    }
+}
+
+/// See [`ElectionClock::installing`].
+pub struct Installing(std::sync::Arc<ElectionClock>);
+
+impl Drop for Installing {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.installing -= 1;
+        s.last_contact = Instant::now();
     }
 }
 

@@ -150,12 +150,15 @@ impl RaftService for RaftGrpcService {
         // position disagree, and the retried chunk lands in the wrong place.
         // Run it as its own task, so it always completes.
         let raft = self.raft.clone();
-        let sender = rpc.vote;
-        let res = tokio::spawn(async move { raft.install_snapshot(rpc).await })
-            .await
-            .map_err(|e| Status::internal(format!("installing a snapshot chunk: {e}")))?;
-        // Accepted unless this node answered with a higher vote.
-        if res.as_ref().is_ok_and(|r| r.vote == sender) {
+        let installing = self.clock.installing();
+        let res = tokio::spawn(async move {
+            let _installing = installing;
+            raft.install_snapshot(rpc).await
+        })
+        .await
+        .map_err(|e| Status::internal(format!("installing a snapshot chunk: {e}")))?;
+        // A leader is sending this node its state: no time to stand.
+        if res.is_ok() {
             self.clock.heard_from_leader();
         }
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))
