@@ -152,6 +152,20 @@ impl Deployment {
         }
     }
 
+    /// Node `i`'s status once it counts `n` voters.
+    async fn voters(&self, i: usize, n: usize) -> boat_raft::NodeStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(s) = self.http.status(&self.url(i)).await {
+                if s.voters.len() == n {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < deadline, "node {i} never counted {n} voters:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until every node has applied the same entries, with the same
     /// state digest.
     async fn converged(&self) {
@@ -281,7 +295,7 @@ async fn a_cluster_of_containers_survives_kill_disconnect_and_pause() {
     let cut_off = cut_off.join().unwrap();
     let (ok, out) = docker(&["network", "connect", "--alias", &d.container(old), &net, &d.container(old)]);
     assert!(ok, "{out}");
-    let r = d.predict(new, "after the partition", None).await;
+    let (r, _) = d.predict_anywhere(&all, "after the partition").await;
     assert_eq!(r.status, 200, "{}", r.text);
     let healed = index_of(&r);
     d.caught_up(old, healed).await;
@@ -297,9 +311,10 @@ async fn a_cluster_of_containers_survives_kill_disconnect_and_pause() {
     let paused = (leader + 1) % 3;
     let (ok, out) = docker(&["pause", &d.container(paused)]);
     assert!(ok, "{out}");
+    let running: Vec<usize> = all.iter().copied().filter(|&i| i != paused).collect();
     let mut last = 0;
     for n in 0..20 {
-        let r = d.predict(leader, &format!("while paused {n}"), None).await;
+        let (r, _) = d.predict_anywhere(&running, &format!("while paused {n}")).await;
         assert_eq!(r.status, 200, "{}", r.text);
         last = index_of(&r);
     }
@@ -344,7 +359,7 @@ async fn a_cluster_of_containers_survives_kill_disconnect_and_pause() {
     let said = format!("{}{}", String::from_utf8_lossy(&reset.stdout), String::from_utf8_lossy(&reset.stderr));
     assert!(reset.status.success(), "reset.sh failed: {said}");
     assert!(said.contains("is a voter again"), "{said}");
-    let r = d.predict(d.leader(&all).await, "after the reset", None).await;
+    let (r, _) = d.predict_anywhere(&all, "after the reset").await;
     assert_eq!(r.status, 200, "{}", r.text);
     d.caught_up(victim, index_of(&r)).await;
     d.converged().await;
@@ -358,10 +373,9 @@ async fn a_cluster_of_containers_survives_kill_disconnect_and_pause() {
     let said = format!("{}{}", String::from_utf8_lossy(&add.stdout), String::from_utf8_lossy(&add.stderr));
     assert!(add.status.success(), "--add-node failed: {said}");
     d.nodes = 4;
-    let s = d.http.status(&d.url(3)).await.unwrap();
-    assert_eq!(s.voters, vec![0, 1, 2, 3], "{s:?}");
+    let s = d.voters(3, 4).await;
     assert_eq!(s.client_http, format!("127.0.0.1:{}", d.base + 3));
-    let r = d.predict(d.leader(&all).await, "four nodes", None).await;
+    let (r, _) = d.predict_anywhere(&[0, 1, 2, 3], "four nodes").await;
     assert_eq!(r.status, 200, "{}", r.text);
     d.converged().await;
 
@@ -434,7 +448,7 @@ async fn a_swarm_stack_serves_after_its_leader_is_killed() {
         made_gwbridge: init && !had_gwbridge,
     };
     let dir = tempfile::Builder::new().prefix("boat-swarm-").tempdir().unwrap();
-    let base = free_ports(3);
+    let base = free_ports(4);
     let up = Command::new(boat_bin())
         .args(["deploy", "--swarm", "--project", &project, "--image", &image])
         .args(["--http-base", &base.to_string(), "--dir"])
@@ -516,6 +530,20 @@ async fn a_swarm_stack_serves_after_its_leader_is_killed() {
     while !http.status(&url(victim)).await.is_ok_and(|s| s.last_applied >= committed) {
         assert!(Instant::now() < deadline, "node {victim} did not catch up after reset.sh: {said}");
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A fourth node, as a service of its own on the stack's network.
+    let add = Command::new(boat_bin())
+        .args(["deploy", "--add-node", "3", "--dir"])
+        .arg(dir.path().join(".boat"))
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&add.stdout), String::from_utf8_lossy(&add.stderr));
+    assert!(add.status.success(), "--add-node failed: {said}");
+    let deadline = Instant::now() + PATIENCE;
+    while !http.status(&url(3)).await.is_ok_and(|s| s.voters == vec![0, 1, 2, 3]) {
+        assert!(Instant::now() < deadline, "node 3 never counted four voters: {said}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // --down removes the stack; --wipe its volumes.

@@ -64,9 +64,9 @@ pub struct DeployArgs {
     /// and bring it back empty, then exit (what `reset.sh N` runs).
     #[arg(long, value_name = "N")]
     pub reset_node: Option<usize>,
-    /// Start node N in a container of its own and add it to the --docker
-    /// deployment recorded in --dir (a learner that catches up, then a
-    /// voter), then exit.
+    /// Start node N in a container (--docker) or a service (--swarm) of its
+    /// own and add it to the deployment recorded in --dir (a learner that
+    /// catches up, then a voter), then exit.
     #[arg(long, value_name = "N")]
     pub add_node: Option<usize>,
     /// Extra arguments passed to every `boat node` (after `--`).
@@ -102,10 +102,10 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     }
     if let Some(i) = args.add_node {
         let layout = crate::deploy_docker::Layout::load(&args.dir)?;
-        if layout.mode != "docker" {
-            bail!("--add-node works on a --docker deployment; on a Swarm, add a service to the stack file");
-        }
-        return crate::deploy_docker::add_node(layout, i).await;
+        return match layout.mode.as_str() {
+            "docker" => crate::deploy_docker::add_node(layout, i).await,
+            _ => crate::deploy_swarm::add_node(layout, i).await,
+        };
     }
     if args.docker || args.swarm {
         return run_in_containers(args).await;

@@ -574,7 +574,7 @@ pub async fn reset_node(layout: Layout, i: usize) -> anyhow::Result<()> {
         eprintln!("reset.sh: node {i} restarts empty and catches up from the leader");
         return Ok(());
     }
-    add_member(&layout, i).await?;
+    add_member(&layout, i, &layout.container(i)).await?;
     eprintln!("reset.sh: node {i} caught up as a learner and is a voter again");
     Ok(())
 }
@@ -590,15 +590,14 @@ pub async fn add_node(layout: Layout, i: usize) -> anyhow::Result<()> {
     }
     crate::deploy::check_port_free(layout.published(i).parse()?)?;
     containers.start_node(i, true).await?;
-    add_member(&layout, i).await?;
+    add_member(&layout, i, &layout.container(i)).await?;
     eprintln!("boat: node {i} ({}) caught up as a learner and is a voter", layout.url(i));
     Ok(())
 }
 
-/// Adds node `i`, running as a joiner, to the cluster and waits until it
-/// is a voter.
-async fn add_member(layout: &Layout, i: usize) -> anyhow::Result<()> {
-    let c = layout.container(i);
+/// Adds node `i`, running as a joiner and named `c` on the network, to the
+/// cluster and waits until it is a voter.
+pub async fn add_member(layout: &Layout, i: usize, c: &str) -> anyhow::Result<()> {
     let add = serde_json::json!({
         "id": i, "raft_addr": format!("{c}:{RAFT_PORT}"), "http_addr": format!("{c}:{HTTP_PORT}"), "catch_up_seconds": 180
     });

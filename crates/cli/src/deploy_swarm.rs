@@ -163,3 +163,47 @@ pub async fn reset_node(layout: Layout, i: usize) -> anyhow::Result<()> {
     eprintln!("reset.sh: node {i} restarts empty and catches up from the leader");
     Ok(())
 }
+
+/// `boat deploy --add-node N` for a `--swarm` deployment: creates service
+/// `boat-N` like the stack's own (same network, secret, shared directory,
+/// a volume of its own, published in host mode on `http_base + N`, labelled
+/// as part of the stack so that `--down` removes it), started empty as a
+/// joiner, and adds it to the cluster.
+pub async fn add_node(layout: Layout, i: usize) -> anyhow::Result<()> {
+    let p = &layout.project;
+    let name = format!("boat-{i}");
+    let service = format!("{p}_{name}");
+    let label = format!("{LABEL_STACK}={p}");
+    let mut args: Vec<String> =
+        ["service", "create", "--detach=true", "--name", &service, "--hostname", &name].map(String::from).into();
+    args.extend([
+        "--network".into(),
+        format!("name={p}_cluster,alias={name}"),
+        "--endpoint-mode".into(),
+        "dnsrr".into(),
+    ]);
+    args.extend(["--secret".into(), format!("source={p}_admin-token,target=admin-token")]);
+    args.extend(["--mount".into(), format!("type=volume,source={p}_data-{i},target=/data,volume-label={label}")]);
+    args.extend(["--mount".into(), format!("type=bind,source={},target=/shared", layout.shared_dir().display())]);
+    args.extend(["--publish".into(), format!("mode=host,target=8080,published={}", layout.published_port(i))]);
+    args.extend(["--restart-condition".into(), "any".into(), "--restart-delay".into(), "1s".into()]);
+    args.extend(["--label".into(), label.clone(), "--container-label".into(), label]);
+    args.extend([layout.image.clone(), "node".into(), "--id".into(), i.to_string()]);
+    args.extend(["--http".into(), "0.0.0.0:8080".into(), "--raft".into(), "0.0.0.0:9080".into()]);
+    for j in 0..layout.nodes.max(i + 1) {
+        args.extend(["--member".into(), format!("{j}=boat-{j}:9080/boat-{j}:8080")]);
+    }
+    args.extend(["--advertise-http".into(), layout.published(i), "--data-dir".into(), "/data".into()]);
+    args.extend([
+        "--shared-dir".into(),
+        "/shared".into(),
+        "--admin-token-file".into(),
+        "/run/secrets/admin-token".into(),
+    ]);
+    args.extend(["--worker-image".into(), layout.image.clone(), "--join".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_cli(&args, &[], None)?;
+    crate::deploy_docker::add_member(&layout, i, &name).await?;
+    eprintln!("boat: node {i} ({}, service {service}) caught up as a learner and is a voter", layout.url(i));
+    Ok(())
+}

@@ -35,8 +35,9 @@ use crate::types::{BoatNode, NodeId, Raft};
 /// (the leader lease), and stands for election itself after that lease and a
 /// random part of `election_max_ms - election_min_ms` (see `election`); a
 /// leader that has not heard from a majority for `election_max_ms` refuses
-/// writes. The lease spans two and a half heartbeats, so one late heartbeat
-/// on a busy two-core machine does not start an election.
+/// writes. The lease spans five heartbeats: on a busy two-core machine a
+/// leader assembling a large snapshot has gone 350 ms without one, and a
+/// shorter lease (150-250 ms timeouts fail over in 330 ms) then deposed it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTuning {
@@ -54,8 +55,8 @@ impl Default for RaftTuning {
     fn default() -> Self {
         Self {
             heartbeat_ms: 100,
-            election_min_ms: 150,
-            election_max_ms: 250,
+            election_min_ms: 300,
+            election_max_ms: 500,
             snapshot_every: 5000,
             keep_after_snapshot: 1000,
         }
