@@ -193,6 +193,43 @@ async fn a_partitioned_leader_is_replaced_and_its_uncommitted_entry_never_shows(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_follower_cut_off_or_stopped_for_a_while_does_not_depose_the_leader() {
+    let sb = Sandbox::start(3, &[]).unwrap();
+    let leader = sb.wait_for_leader().await.unwrap();
+    let term = sb.status(leader).await.unwrap().term;
+    let [cut, stopped] = others(leader)[..] else { unreachable!() };
+    let settle = Duration::from_millis(1500); // three leases
+
+    // Cut off from both peers for four leases: without a pre-vote it would
+    // raise its term again and again, and its first message after the heal
+    // would depose the leader.
+    let peers: Vec<u64> = others(cut).iter().map(|i| *i as u64).collect();
+    let r = sb.control(cut, json!({"cmd": "partition", "peers": peers, "duration_ms": 60_000})).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(sb.status(cut).await.unwrap().term, term, "the cut-off follower raised its term");
+    sb.control(cut, json!({"cmd": "heal"})).await.unwrap();
+    let ok = sb.predict(leader, "after the heal", None).await.unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text);
+
+    // Stopped (SIGSTOP) for four leases: when it runs again its clock says
+    // it has heard nothing for two seconds, but the others have.
+    let pid = sb.cluster.pid(stopped).unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    tokio::time::sleep(settle).await;
+
+    for i in 0..3 {
+        let s = sb.status(i).await.unwrap();
+        assert_eq!((s.leader_id, s.term), (Some(leader as u64), term), "node {i}: {s:?}");
+    }
+    let ok = sb.predict(leader, "after the stop", None).await.unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    sb.wait_for_convergence().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn delay_and_heal_are_reported_and_writes_still_commit() {
     let sb = Sandbox::start(3, &[]).unwrap();
     let leader = sb.wait_for_leader().await.unwrap();

@@ -88,8 +88,23 @@ struct Deployment {
     child: tokio::process::Child,
     out: PathBuf,
     http: HttpClient,
-    _dir: tempfile::TempDir,
+    // Fields drop in this order, after `Drop::drop` has stopped the deploy
+    // command: the engine is swept before the directory its containers
+    // write into is removed.
     _cleanup: Cleanup,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        // Stop `boat deploy` and wait for it, so that no container it is
+        // still creating appears after the sweep.
+        let _ = self.child.start_kill();
+        let until = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Deployment {
@@ -100,19 +115,21 @@ impl Deployment {
         let cleanup = Cleanup { project: project.clone(), image: image.clone() };
         let base = free_ports(4);
         let out = dir.path().join("deploy.out");
+        // One file for both streams, so they do not overwrite each other.
+        let log = std::fs::File::create(&out).unwrap();
         let child = tokio::process::Command::new(boat_bin())
             .args(["deploy", "--docker", "--wipe", "--project", &project, "--image", &image])
             .args(["--http-base", &base.to_string(), "--dir"])
             .arg(dir.path().join(".boat"))
             .arg("--ort-lib")
             .arg(ort_lib())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&out).unwrap().try_clone().unwrap())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let http = HttpClient::new().unwrap();
-        Self { project, base, nodes: 3, child, out, http, _dir: dir, _cleanup: cleanup }
+        Self { project, base, nodes: 3, child, out, http, _cleanup: cleanup, _dir: dir }
     }
 
     fn url(&self, i: usize) -> String {
@@ -250,8 +267,9 @@ async fn a_cluster_of_containers_survives_kill_disconnect_and_pause() {
     assert_eq!(s.client_http, format!("127.0.0.1:{}", d.base + follower as u16));
     assert!(s.members.iter().all(|m| m.http_addr == format!("{}-{}:8080", d.project, m.id)), "{:?}", s.members);
 
-    // docker kill of the leader: another leader serves, and the engine
-    // restarts the killed container, which catches up.
+    // docker kill of the leader: another leader serves, and the foreground
+    // `boat deploy` starts the killed container again (the engine's restart
+    // policy leaves a container killed by hand alone); it catches up.
     let (ok, out) = docker(&["kill", &d.container(leader)]);
     assert!(ok, "{out}");
     let others: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
@@ -441,13 +459,14 @@ async fn a_swarm_stack_serves_after_its_leader_is_killed() {
     }
     let project = format!("boat-s{:06x}", rand_suffix());
     let image = format!("{project}:test");
+    // Declared before the cleanup, so it is removed after the stack.
+    let dir = tempfile::Builder::new().prefix("boat-swarm-").tempdir().unwrap();
     let _cleanup = SwarmCleanup {
         project: project.clone(),
         image: image.clone(),
         left_swarm: init,
         made_gwbridge: init && !had_gwbridge,
     };
-    let dir = tempfile::Builder::new().prefix("boat-swarm-").tempdir().unwrap();
     let base = free_ports(4);
     let up = Command::new(boat_bin())
         .args(["deploy", "--swarm", "--project", &project, "--image", &image])
@@ -500,7 +519,10 @@ async fn a_swarm_stack_serves_after_its_leader_is_killed() {
 
     // /control with the token: a crash, and the Swarm replaces the task.
     let victim = (leader + 1) % 3;
-    let before = task_container(&project, victim).expect("a task container");
+    let volume = format!("{project}_data-{victim}");
+    let created = || docker(&["volume", "inspect", "--format", "{{.CreatedAt}}", &volume]).1.trim().to_string();
+    let volume_before = created();
+    assert!(!volume_before.is_empty(), "no volume {volume}");
     let token = std::fs::read_to_string(dir.path().join(".boat/admin-token")).unwrap();
     let crash = json!({"cmd": "crash"});
     let r = http.control(&url(victim), &crash).await.unwrap();
@@ -521,7 +543,10 @@ async fn a_swarm_stack_serves_after_its_leader_is_killed() {
         .unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&reset.stdout), String::from_utf8_lossy(&reset.stderr));
     assert!(reset.status.success(), "reset.sh failed: {said}");
-    assert!(task_container(&project, victim).is_none_or(|c| c != before), "{said}");
+    // The volume was removed and made again (its time has one-second
+    // resolution: the scaling down and up takes longer than that).
+    let volume_after = created();
+    assert!(!volume_after.is_empty() && volume_after != volume_before, "{volume} not recreated: {said}");
     let t0 = Instant::now();
     let r = http.predict_anywhere(&urls, &json!({"input": "after the reset"}), None, t0 + PATIENCE).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);

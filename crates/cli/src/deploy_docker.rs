@@ -134,6 +134,25 @@ impl Layout {
         std::fs::write(&path, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Nodes are added in order, so that `0..nodes` stays the deployment.
+    pub fn check_next_node(&self, i: usize) -> anyhow::Result<()> {
+        if i < self.nodes {
+            bail!("node {i} is part of the deployment already");
+        }
+        if i > self.nodes {
+            bail!("the next node of this deployment is node {}: add nodes in order", self.nodes);
+        }
+        Ok(())
+    }
+
+    /// Records node `i` (just added) in `deploy.json`, for `reset.sh`, the
+    /// admin requests and the foreground watch.
+    pub fn record_added(&self, i: usize) -> anyhow::Result<()> {
+        let mut now = Self::load(&self.host_dir).unwrap_or_else(|_| self.clone());
+        now.nodes = now.nodes.max(i + 1);
+        now.save(&self.host_dir)
+    }
+
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = Self::record_file(dir);
         let bytes =
@@ -324,11 +343,20 @@ impl Containers {
                 }
             }
         }
+        // Only a network this deployment made (its label says so): one that
+        // merely has the same name is left alone.
         let network = self.layout.network();
-        match self.docker.remove_network(&network).await {
-            Ok(()) => {}
+        match self.docker.inspect_network(&network, None).await {
+            Ok(n) if n.labels.as_ref().and_then(|l| l.get(LABEL_DEPLOY)) == Some(&self.layout.project) => {
+                match self.docker.remove_network(&network).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing network {network}")),
+                }
+            }
+            Ok(_) => eprintln!("boat: network {network} is not labelled as this deployment's; left alone"),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e).with_context(|| format!("removing network {network}")),
+            Err(e) => return Err(e).with_context(|| format!("inspecting network {network}")),
         }
         if wipe {
             // By label: nodes added after the deployment started have
@@ -406,20 +434,28 @@ pub async fn leader_of(client: &crate::client::HttpClient, layout: &Layout) -> O
 pub async fn run(layout: Layout, ort_lib: Option<&Path>, wipe: bool) -> anyhow::Result<()> {
     let dir = layout.host_dir.clone();
     let containers = Containers::connect(layout).await?;
-    let l = containers.layout.clone();
+    let mut l = containers.layout.clone();
     for i in 0..l.nodes {
         crate::deploy::check_port_free(format!("127.0.0.1:{}", l.published_port(i)).parse()?)?;
     }
-    build_image(&containers.docker, &l, ort_lib).await?;
-    containers.ensure_network().await?;
-    l.save(&dir)?;
+    // Listening from the start: a Ctrl-C while the image builds or the
+    // containers start removes what was made so far.
+    let shutdown = crate::node_cmd::shutdown_signal();
+    tokio::pin!(shutdown);
     let started = async {
+        build_image(&containers.docker, &l, ort_lib).await?;
+        containers.ensure_network().await?;
+        l.save(&dir)?;
         for i in 0..l.nodes {
             containers.start_node(i, false).await?;
         }
         anyhow::Ok(())
     };
-    if let Err(e) = started.await {
+    let outcome = tokio::select! {
+        r = started => r,
+        _ = &mut shutdown => Err(anyhow::anyhow!("interrupted while starting")),
+    };
+    if let Err(e) = outcome {
         let _ = containers.remove_all(wipe).await;
         let _ = std::fs::remove_file(Layout::record_file(&dir));
         return Err(e);
@@ -449,8 +485,6 @@ pub async fn run(layout: Layout, ort_lib: Option<&Path>, wipe: bool) -> anyhow::
     eprintln!("boat: Ctrl-C stops and removes the containers and the network {keep}");
 
     let client = crate::client::HttpClient::new()?;
-    let shutdown = crate::node_cmd::shutdown_signal();
-    tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(WATCH_EVERY);
     let mut announced = None;
     let mut restarts = vec![0i64; l.nodes];
@@ -458,6 +492,13 @@ pub async fn run(layout: Layout, ort_lib: Option<&Path>, wipe: bool) -> anyhow::
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
+        }
+        // Nodes added with `--add-node` are watched too.
+        if let Ok(now) = Layout::load(&dir) {
+            if now.project == l.project && now.nodes > l.nodes {
+                restarts.resize(now.nodes, 0);
+                l = now;
+            }
         }
         for (i, seen) in restarts.iter_mut().enumerate() {
             if l.hold_file(i).exists() {
@@ -584,6 +625,7 @@ pub async fn reset_node(layout: Layout, i: usize) -> anyhow::Result<()> {
 /// on `http_base + i`), and adds it to the cluster: a learner that catches
 /// up, then a voter.
 pub async fn add_node(layout: Layout, i: usize) -> anyhow::Result<()> {
+    layout.check_next_node(i)?;
     let containers = Containers::connect(layout.clone()).await?;
     if containers.docker.inspect_container(&layout.container(i), None).await.is_ok() {
         bail!("container {} exists already: node {i} is part of the deployment", layout.container(i));
@@ -591,6 +633,7 @@ pub async fn add_node(layout: Layout, i: usize) -> anyhow::Result<()> {
     crate::deploy::check_port_free(layout.published(i).parse()?)?;
     containers.start_node(i, true).await?;
     add_member(&layout, i, &layout.container(i)).await?;
+    layout.record_added(i)?;
     eprintln!("boat: node {i} ({}) caught up as a learner and is a voter", layout.url(i));
     Ok(())
 }

@@ -170,6 +170,7 @@ pub async fn reset_node(layout: Layout, i: usize) -> anyhow::Result<()> {
 /// as part of the stack so that `--down` removes it), started empty as a
 /// joiner, and adds it to the cluster.
 pub async fn add_node(layout: Layout, i: usize) -> anyhow::Result<()> {
+    layout.check_next_node(i)?;
     let p = &layout.project;
     let name = format!("boat-{i}");
     let service = format!("{p}_{name}");
@@ -204,6 +205,7 @@ pub async fn add_node(layout: Layout, i: usize) -> anyhow::Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     docker_cli(&args, &[], None)?;
     crate::deploy_docker::add_member(&layout, i, &name).await?;
+    layout.record_added(i)?;
     eprintln!("boat: node {i} ({}, service {service}) caught up as a learner and is a voter", layout.url(i));
     Ok(())
 }

@@ -165,12 +165,9 @@ impl RaftNode {
             }
         }
         tracing::info!(target, "handing leadership over: going quiet");
-        *self.inner().handover_until.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + lease * 3 + within);
-        self.raft().runtime_config().heartbeat(false);
+        let quiet = Quiet::begin(self, Instant::now() + lease * 3 + within);
         let outcome = self.hand_over(target, &target_addr, lease, within, started).await;
-        self.raft().runtime_config().heartbeat(true);
-        *self.inner().handover_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        drop(quiet);
         match &outcome {
             Ok(_) => tracing::info!(target, ms = started.elapsed().as_millis() as u64, "leadership handed over"),
             Err(e) => tracing::warn!(target, error = %e, "leadership handover failed"),
@@ -197,10 +194,23 @@ impl RaftNode {
         let mut quiet_since = (Instant::now(), last_index());
         loop {
             if !self.is_leader() {
-                return match self.leader() {
-                    Some((id, _)) if id == target => Ok(target),
-                    _ => Err(MembershipError::Conflict("this node lost its leadership during the handover".into())),
-                };
+                // The target may stand by itself once the quiet outlasts
+                // its own wait; who won is known at its first append.
+                match self.leader() {
+                    Some((id, _)) if id == target => return Ok(target),
+                    Some(_) => {
+                        return Err(MembershipError::Conflict(
+                            "this node lost its leadership during the handover".into(),
+                        ))
+                    }
+                    None if Instant::now() > deadline => {
+                        return Err(MembershipError::Conflict("no node leads after the handover".into()))
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                }
             }
             let now_index = last_index();
             if now_index != quiet_since.1 {
@@ -238,5 +248,25 @@ impl RaftNode {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The leader's quiet period during a handover: no heartbeats, and writes
+/// refused until `until`. Ends when dropped, also when the call handling the
+/// handover is dropped halfway, so a leader never stays silent by accident.
+struct Quiet<'a>(&'a RaftNode);
+
+impl<'a> Quiet<'a> {
+    fn begin(node: &'a RaftNode, until: Instant) -> Self {
+        *node.inner().handover_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+        node.raft().runtime_config().heartbeat(false);
+        Self(node)
+    }
+}
+
+impl Drop for Quiet<'_> {
+    fn drop(&mut self) {
+        self.0.raft().runtime_config().heartbeat(true);
+        *self.0.inner().handover_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }

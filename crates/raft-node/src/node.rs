@@ -116,22 +116,6 @@ pub enum WriteError {
     Fatal(String),
 }
 
-/// `addrs` turns the leader's membership record into the address clients
-/// reach it at.
-pub(crate) fn map_write_error(
-    e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>,
-    addrs: &ClientAddrs,
-) -> WriteError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            let leader_http = f.leader_id.zip(f.leader_node).map(|(id, n)| addrs.of(id, &n.http_addr));
-            WriteError::NotLeader { leader_id: f.leader_id, leader_http }
-        }
-        RaftError::APIError(e) => WriteError::Fatal(e.to_string()),
-        RaftError::Fatal(e) => WriteError::Fatal(e.to_string()),
-    }
-}
-
 /// Size of one InstallSnapshot message, and how long it may take.
 const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5_000;
@@ -208,6 +192,8 @@ pub(crate) struct Inner {
     pub(crate) faults: Faults,
     pub(crate) peers: PeerCalls,
     pub(crate) addrs: Arc<ClientAddrs>,
+    /// When this node last heard from a leader (see `election`).
+    pub(crate) clock: Arc<ElectionClock>,
     /// While set and in the future, this leader is handing over its
     /// leadership and refuses writes (see `membership::transfer_leader`).
     pub(crate) handover_until: std::sync::Mutex<Option<Instant>>,
@@ -291,7 +277,7 @@ impl RaftNode {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let grace = fresh.then(|| Instant::now() + Duration::from_millis(2 * t.election_max_ms));
-        let clock = Arc::new(ElectionClock::default());
+        let clock = Arc::new(ElectionClock::new(Duration::from_millis(t.election_max_ms)));
         let service =
             RaftGrpcService::new(raft.clone(), faults.clone(), grace, clock.clone(), addrs.clone()).into_server();
         tokio::spawn(async move {
@@ -335,6 +321,7 @@ impl RaftNode {
             faults,
             peers,
             addrs,
+            clock: clock.clone(),
             handover_until: Default::default(),
             quorum,
             check_quorum,
@@ -345,7 +332,7 @@ impl RaftNode {
             node.inner.raft.clone(),
             cfg.id,
             clock,
-            Duration::from_millis(t.election_max_ms),
+            node.inner.peers.clone(),
             Duration::from_millis(t.election_max_ms - t.election_min_ms),
             node.inner.shutdown.clone(),
         ));
@@ -414,12 +401,35 @@ impl RaftNode {
     /// Appends a command and waits until it is applied here.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
         self.check_writable()?;
-        self.inner
-            .raft
-            .client_write(LogPayload::new(cmd))
-            .await
-            .map(|r| r.data)
-            .map_err(|e| map_write_error(e, &self.inner.addrs))
+        self.inner.raft.client_write(LogPayload::new(cmd)).await.map(|r| r.data).map_err(|e| self.write_error(e))
+    }
+
+    /// What a refused write tells the client: where the leader is, at the
+    /// address clients reach it at, if this node still hears from it.
+    pub(crate) fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BoatNode>>) -> WriteError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                let leader = f.leader_id.zip(f.leader_node).filter(|(id, _)| self.still_leads(*id));
+                let leader_http = leader.as_ref().map(|(id, n)| self.inner.addrs.of(*id, &n.http_addr));
+                WriteError::NotLeader { leader_id: leader.map(|(id, _)| id), leader_http }
+            }
+            RaftError::APIError(e) => WriteError::Fatal(e.to_string()),
+            RaftError::Fatal(e) => WriteError::Fatal(e.to_string()),
+        }
+    }
+
+    /// Whether `leader`, the leader openraft names, is one to send clients
+    /// to. openraft keeps naming a follower's last leader until another is
+    /// elected, and with the pre-vote a follower that cannot win an election
+    /// never stands, so it would name a dead leader for ever. Once a whole
+    /// lease has passed without word from it, the leader is unknown.
+    fn still_leads(&self, leader: NodeId) -> bool {
+        leader == self.inner.id || !self.inner.clock.lease_expired()
+    }
+
+    /// openraft's current leader, unless it has gone quiet (`still_leads`).
+    fn known_leader(&self, current: Option<NodeId>) -> Option<NodeId> {
+        current.filter(|l| self.still_leads(*l))
     }
 
     /// The node's content-addressed store of model files and datasets.
@@ -444,7 +454,7 @@ impl RaftNode {
     pub fn leader(&self) -> Option<(NodeId, Option<String>)> {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
-        let id = m.current_leader?;
+        let id = self.known_leader(m.current_leader)?;
         let http = m.membership_config.membership().get_node(&id).map(|n| self.inner.addrs.of(id, &n.http_addr));
         Some((id, http))
     }
@@ -462,8 +472,8 @@ impl RaftNode {
             .nodes()
             .map(|(id, n)| MemberStatus { id: *id, raft_addr: n.raft_addr.clone(), http_addr: n.http_addr.clone() })
             .collect();
-        let leader_http =
-            m.current_leader.and_then(|l| membership.get_node(&l).map(|n| self.inner.addrs.of(l, &n.http_addr)));
+        let leader = self.known_leader(m.current_leader);
+        let leader_http = leader.and_then(|l| membership.get_node(&l).map(|n| self.inner.addrs.of(l, &n.http_addr)));
         let (last_applied, digest, predictions_run, records, divergence) = {
             let s = self.inner.state.read();
             (
@@ -479,7 +489,7 @@ impl RaftNode {
             client_http: self.inner.addrs.own().to_string(),
             is_leader: m.state == ServerState::Leader,
             state: format!("{:?}", m.state),
-            leader_id: m.current_leader,
+            leader_id: leader,
             leader_http,
             term: m.current_term,
             // A node that caught up from a snapshot may not have stored a

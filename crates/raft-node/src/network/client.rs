@@ -20,7 +20,7 @@ use super::codec;
 use super::faults::Faults;
 use super::pb::raft_service_client::RaftServiceClient;
 use super::MAX_MESSAGE_BYTES;
-use crate::types::{BoatNode, NodeId, TypeConfig};
+use crate::types::{BoatNode, LogId, NodeId, TypeConfig};
 
 /// Creates per-peer clients for openraft.
 #[derive(Clone)]
@@ -236,6 +236,21 @@ impl PeerCalls {
         }
     }
 
+    /// Asks a voter whether it would vote for this node now; any failure
+    /// to get an answer counts as no.
+    pub async fn pre_vote(&self, peer: NodeId, addr: &str, ask: &PreVote, ttl: Duration) -> bool {
+        if self.faults.is_cut(peer) {
+            return false;
+        }
+        self.faults.apply_delay().await;
+        let Ok(request) = codec::request(self.self_id, self.addrs.own(), ask) else { return false };
+        let Ok(mut client) = self.client(addr) else { return false };
+        match tokio::time::timeout(ttl, client.pre_vote(request)).await {
+            Ok(Ok(reply)) => matches!(codec::open_reply::<bool, String>(reply.into_inner()), Ok(Ok(true))),
+            _ => false,
+        }
+    }
+
     /// Sends one handover step to a peer and waits for its answer.
     pub async fn handover(&self, peer: NodeId, addr: &str, step: &Handover, ttl: Duration) -> Result<(), String> {
         if self.faults.is_cut(peer) {
@@ -255,6 +270,15 @@ impl PeerCalls {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// A follower's question before it stands for election (see
+/// `election::stand_for_election`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PreVote {
+    /// The asker's last log id: a peer with a longer log would refuse the
+    /// real vote, so it refuses this one too.
+    pub last_log: Option<LogId>,
 }
 
 /// One step of a leadership handover, sent by the leader to a peer.

@@ -10,7 +10,7 @@ pub mod faults;
 pub mod server;
 
 pub use addrs::ClientAddrs;
-pub use client::{Handover, NetworkFactory, PeerCalls, ReadIndexError};
+pub use client::{Handover, NetworkFactory, PeerCalls, PreVote, ReadIndexError};
 pub use faults::{FaultReport, Faults};
 pub use server::RaftGrpcService;
 

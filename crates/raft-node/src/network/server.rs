@@ -7,7 +7,7 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapsho
 use tonic::{Request, Response, Status};
 
 use super::addrs::ClientAddrs;
-use super::client::Handover;
+use super::client::{Handover, PreVote};
 use super::codec;
 use super::faults::Faults;
 use super::pb::raft_service_server::{RaftService, RaftServiceServer};
@@ -55,6 +55,21 @@ impl RaftGrpcService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// The pre-vote answer: yes only if this node would grant the real vote
+    /// now. It does not while its own leader lease lasts (it heard from a
+    /// leader lately, or leads), while it refuses votes after starting
+    /// empty, or when the asker's log is behind its own.
+    fn would_vote(&self, ask: &PreVote) -> bool {
+        if self.refuse_votes_until.is_some_and(|until| Instant::now() < until) {
+            return false;
+        }
+        if self.raft.metrics().borrow().state == openraft::ServerState::Leader || !self.clock.lease_expired() {
+            return false;
+        }
+        let mine = self.raft.data_metrics().borrow().last_log;
+        ask.last_log >= mine
+    }
+
     /// Refuses traffic from a partitioned peer and adds injected delay.
     async fn admit(&self, req: Request<RaftRequest>) -> Result<RaftRequest, Status> {
         let req = req.into_inner();
@@ -80,6 +95,13 @@ impl RaftService for RaftGrpcService {
     async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = self.admit(req).await?;
         let rpc: AppendEntriesRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;
+        // A leader at least as new as the one this node follows is talking
+        // to it: that is contact, however long the append then takes. (An
+        // append whose flush outlasts the leader's timeout would otherwise
+        // never count, and a follower on a slow disk would depose a leader
+        // that is sending it entries all the time.)
+        let current = rpc.vote >= self.raft.metrics().borrow().vote;
+        let _work = current.then(|| self.clock.leader_work());
         let res = self.raft.append_entries(rpc).await;
         if matches!(
             res,
@@ -129,7 +151,7 @@ impl RaftService for RaftGrpcService {
                 // Bounded, so a lost leader cannot leave this node unable to
                 // ever start an election.
                 let ms = ms.min(10_000);
-                self.clock.pause(Duration::from_millis(ms));
+                self.clock.pause(Duration::from_millis(ms), self.raft.metrics().borrow().current_term);
                 tracing::info!(from = req.from, ms, "elections paused for a leadership handover");
                 Ok(())
             }
@@ -141,6 +163,15 @@ impl RaftService for RaftGrpcService {
         Ok(Response::new(codec::reply(result).map_err(encode_failed)?))
     }
 
+    async fn pre_vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = self.admit(req).await?;
+        let ask: PreVote = codec::decode(&req.payload).map_err(bad_request)?;
+        let yes = self.would_vote(&ask);
+        tracing::debug!(from = req.from, yes, "pre-vote");
+        let answer: Result<bool, String> = Ok(yes);
+        Ok(Response::new(codec::reply(answer).map_err(encode_failed)?))
+    }
+
     async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = self.admit(req).await?;
         let rpc: InstallSnapshotRequest<TypeConfig> = codec::decode(&req.payload).map_err(bad_request)?;
@@ -150,15 +181,18 @@ impl RaftService for RaftGrpcService {
         // position disagree, and the retried chunk lands in the wrong place.
         // Run it as its own task, so it always completes.
         let raft = self.raft.clone();
-        let installing = self.clock.installing();
+        let sender = rpc.vote;
+        // A chunk from a deposed leader is refused at once and holds nothing off.
+        let work = (sender >= self.raft.metrics().borrow().vote).then(|| self.clock.leader_work());
         let res = tokio::spawn(async move {
-            let _installing = installing;
+            let _work = work;
             raft.install_snapshot(rpc).await
         })
         .await
         .map_err(|e| Status::internal(format!("installing a snapshot chunk: {e}")))?;
         // A leader is sending this node its state: no time to stand.
-        if res.is_ok() {
+        // (openraft answers a stale leader Ok too, with its higher vote.)
+        if res.as_ref().is_ok_and(|r| r.vote <= sender) {
             self.clock.heard_from_leader();
         }
         Ok(Response::new(codec::reply(res).map_err(encode_failed)?))

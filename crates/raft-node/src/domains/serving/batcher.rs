@@ -21,8 +21,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use super::command::{AppPredictBatch, PredictBatch, PredictOutcome, PredictRequest, ServingCommand, ServingResult};
 use crate::commit::CommitTracker;
 use crate::domains::{Command, CommandResult};
-use crate::network::ClientAddrs;
-use crate::node::{map_write_error, RaftNode, WriteError};
+use crate::node::{RaftNode, WriteError};
 use crate::payload::LogPayload;
 use crate::types::{LogId, Raft};
 
@@ -142,7 +141,7 @@ impl Batcher {
             config: self.config.clone(),
             in_flight: Arc::new(Semaphore::new(self.config.max_in_flight)),
             next_tag: self.next_tag.clone(),
-            addrs: self.node.client_addrs().clone(),
+            node: self.node.clone(),
         };
         tokio::spawn(queue.run());
         tx
@@ -157,7 +156,8 @@ struct Queue {
     config: BatchConfig,
     in_flight: Arc<Semaphore>,
     next_tag: Arc<AtomicU64>,
-    addrs: Arc<ClientAddrs>,
+    /// Maps a refused write to where the leader is.
+    node: RaftNode,
 }
 
 impl Queue {
@@ -183,8 +183,8 @@ impl Queue {
                 }
             }
             let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-            let (raft, tracker, addrs) = (self.raft.clone(), self.tracker.clone(), self.addrs.clone());
-            tokio::spawn(propose(raft, tracker, addrs, self.key.clone(), tag, jobs, slot));
+            let (raft, tracker, node) = (self.raft.clone(), self.tracker.clone(), self.node.clone());
+            tokio::spawn(propose(raft, tracker, node, self.key.clone(), tag, jobs, slot));
         }
     }
 }
@@ -193,7 +193,7 @@ impl Queue {
 async fn propose(
     raft: Raft,
     tracker: CommitTracker,
-    addrs: Arc<ClientAddrs>,
+    node: RaftNode,
     key: QueueKey,
     tag: u64,
     jobs: Vec<Job>,
@@ -241,7 +241,7 @@ async fn propose(
             }
             other => Err(WriteError::Fatal(format!("a prediction entry produced {other:?}"))),
         },
-        Err(e) => Err(map_write_error(e, &addrs)),
+        Err(e) => Err(node.write_error(e)),
     };
     if let Ok(Some(unreported)) = notify_commit.await {
         let report = match &result {
