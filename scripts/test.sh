@@ -15,7 +15,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 ORT_DYLIB_PATH="$(scripts/fetch-ort.sh)"
 export ORT_DYLIB_PATH
-cargo build --bin boat
+# Every target at once: the binary the tests start is then built with the
+# same features as the tests, so the dependencies compile once, not twice.
+cargo build --workspace --all-targets
 BOAT_BIN="$(pwd)/target/debug/boat"
 export BOAT_BIN
 cargo nextest run --workspace --no-fail-fast "$@"
