@@ -152,17 +152,11 @@ pub(crate) async fn stand_for_election(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(TICK) => {}
         }
-        let (state, term, voters, addrs) = {
+        let (state, term, voters) = {
             let m = raft.metrics();
             let m = m.borrow();
-            let membership = m.membership_config.membership();
-            let voters: Vec<NodeId> = membership.voter_ids().collect();
-            let addrs: Vec<(NodeId, String)> = voters
-                .iter()
-                .filter(|v| **v != id)
-                .filter_map(|v| membership.get_node(v).map(|n| (*v, n.raft_addr.clone())))
-                .collect();
-            (m.state, m.current_term, voters, addrs)
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            (m.state, m.current_term, voters)
         };
         let standing = matches!(state, ServerState::Follower | ServerState::Candidate) && voters.contains(&id);
         if !standing {
@@ -181,7 +175,7 @@ pub(crate) async fn stand_for_election(
         if !alone && silence < due {
             continue;
         }
-        if !alone && !majority_would_vote(&raft, &peers, &addrs, voters.len()).await {
+        if !alone && !majority_would_vote(&raft, id, &peers).await {
             tracing::debug!(
                 silent_ms = silence.as_millis() as u64,
                 "no word from a leader, but no majority would vote"
@@ -206,17 +200,28 @@ pub(crate) async fn stand_for_election(
     }
 }
 
-/// Asks the other voters (`peers`, with their Raft addresses) for a
-/// pre-vote at once and answers as soon as a majority of all `voters`,
-/// this node included, is decided either way.
-async fn majority_would_vote(raft: &Raft, calls: &PeerCalls, peers: &[(NodeId, String)], voters: usize) -> bool {
+/// Asks the other voters for a pre-vote at once and answers as soon as a
+/// majority of all voters, this node (`id`) included, is decided either way.
+async fn majority_would_vote(raft: &Raft, id: NodeId, calls: &PeerCalls) -> bool {
+    let (voters, peers) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voters = membership.voter_ids().count();
+        let peers: Vec<(NodeId, String)> = membership
+            .voter_ids()
+            .filter(|v| *v != id)
+            .filter_map(|v| membership.get_node(&v).map(|n| (v, n.raft_addr.clone())))
+            .collect();
+        (voters, peers)
+    };
     let ask = PreVote { last_log: raft.data_metrics().borrow().last_log };
     let needed = voters / 2 + 1;
     let mut yes = 1;
     let mut pending = peers.len();
     let mut answers = tokio::task::JoinSet::new();
     for (peer, addr) in peers {
-        let (calls, ask, peer, addr) = (calls.clone(), ask.clone(), *peer, addr.clone());
+        let (calls, ask) = (calls.clone(), ask.clone());
         answers.spawn(async move { calls.pre_vote(peer, &addr, &ask, PRE_VOTE_TTL).await });
     }
     while yes < needed && yes + pending >= needed {

@@ -19,6 +19,7 @@ use super::addrs::ClientAddrs;
 use super::codec;
 use super::faults::Faults;
 use super::pb::raft_service_client::RaftServiceClient;
+use super::pb::{RaftReply, RaftRequest};
 use super::MAX_MESSAGE_BYTES;
 use crate::types::{BoatNode, LogId, NodeId, TypeConfig};
 
@@ -239,36 +240,37 @@ impl PeerCalls {
     /// Asks a voter whether it would vote for this node now; any failure
     /// to get an answer counts as no.
     pub async fn pre_vote(&self, peer: NodeId, addr: &str, ask: &PreVote, ttl: Duration) -> bool {
-        if self.faults.is_cut(peer) {
-            return false;
-        }
-        self.faults.apply_delay().await;
-        let Ok(request) = codec::request(self.self_id, self.addrs.own(), ask) else { return false };
-        let Ok(mut client) = self.client(addr) else { return false };
-        match tokio::time::timeout(ttl, client.pre_vote(request)).await {
-            Ok(Ok(reply)) => matches!(codec::open_reply::<bool, String>(reply.into_inner()), Ok(Ok(true))),
-            _ => false,
-        }
+        let answer = self.ask(peer, addr, ask, ttl, |mut c, r| async move { c.pre_vote(r).await }).await;
+        matches!(answer, Ok(true))
     }
 
     /// Sends one handover step to a peer and waits for its answer.
     pub async fn handover(&self, peer: NodeId, addr: &str, step: &Handover, ttl: Duration) -> Result<(), String> {
+        self.ask(peer, addr, step, ttl, |mut c, r| async move { c.handover(r).await }).await
+    }
+
+    /// One of Boat's own calls (`rpc`) to a peer, within `ttl`: the answer
+    /// is a bincode `Result<T, String>`, and every failure on the way
+    /// becomes the `String`.
+    async fn ask<B, T, F, Fut>(&self, peer: NodeId, addr: &str, body: &B, ttl: Duration, rpc: F) -> Result<T, String>
+    where
+        B: Serialize,
+        T: DeserializeOwned,
+        F: FnOnce(RaftServiceClient<Channel>, RaftRequest) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<RaftReply>, tonic::Status>>,
+    {
         if self.faults.is_cut(peer) {
             return Err(TransportError::Partitioned(peer).to_string());
         }
         self.faults.apply_delay().await;
-        let request = codec::request(self.self_id, self.addrs.own(), step).map_err(|e| e.to_string())?;
-        let mut client = self.client(addr).map_err(|e| e.to_string())?;
-        let reply = match tokio::time::timeout(ttl, client.handover(request)).await {
+        let request = codec::request(self.self_id, self.addrs.own(), body).map_err(|e| e.to_string())?;
+        let client = self.client(addr).map_err(|e| e.to_string())?;
+        let reply = match tokio::time::timeout(ttl, rpc(client, request)).await {
             Err(_) => return Err(TransportError::TimedOut(ttl).to_string()),
             Ok(Err(status)) => return Err(status.message().to_string()),
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        match codec::open_reply::<(), String>(reply) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(refused)) => Err(refused),
-            Err(e) => Err(e.to_string()),
-        }
+        codec::open_reply::<T, String>(reply).map_err(|e| e.to_string())?
     }
 }
 
