@@ -198,9 +198,9 @@ async fn a_follower_cut_off_or_stopped_for_a_while_does_not_depose_the_leader() 
     let leader = sb.wait_for_leader().await.unwrap();
     let term = sb.status(leader).await.unwrap().term;
     let [cut, stopped] = others(leader)[..] else { unreachable!() };
-    let settle = Duration::from_millis(1500); // three leases
+    let settle = Duration::from_millis(1500); // several leases
 
-    // Cut off from both peers for four leases: without a pre-vote it would
+    // Cut off from both peers for many leases: without a pre-vote it would
     // raise its term again and again, and its first message after the heal
     // would depose the leader.
     let peers: Vec<u64> = others(cut).iter().map(|i| *i as u64).collect();
@@ -212,7 +212,7 @@ async fn a_follower_cut_off_or_stopped_for_a_while_does_not_depose_the_leader() 
     let ok = sb.predict(leader, "after the heal", None).await.unwrap();
     assert_eq!(ok.status, 200, "{}", ok.text);
 
-    // Stopped (SIGSTOP) for four leases: when it runs again its clock says
+    // Stopped (SIGSTOP) for many leases: when it runs again its clock says
     // it has heard nothing for two seconds, but the others have.
     let pid = sb.cluster.pid(stopped).unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGSTOP) };
@@ -227,6 +227,55 @@ async fn a_follower_cut_off_or_stopped_for_a_while_does_not_depose_the_leader() 
     let ok = sb.predict(leader, "after the stop", None).await.unwrap();
     assert_eq!(ok.status, 200, "{}", ok.text);
     sb.wait_for_convergence().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_disk_stalls_keeps_leading_until_the_stall_outlasts_its_allowance() {
+    let sb = Sandbox::start(3, &[]).unwrap();
+    let leader = sb.wait_for_leader().await.unwrap();
+    let term = sb.status(leader).await.unwrap().term;
+
+    // Each flush on the leader takes 600 ms longer: more than twice the
+    // 250 ms lease, during which openraft's core sends no heartbeat. The
+    // leader's beacons keep the followers from standing, and every write
+    // commits.
+    let r = sb.control(leader, json!({"cmd": "slow_disk", "ms": 600})).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(sb.status(leader).await.unwrap().faults.slow_disk_ms, 600);
+    for i in 0..3 {
+        let ok = sb.predict(leader, &format!("slow disk {i}"), None).await.unwrap();
+        assert_eq!(ok.status, 200, "write {i} on a slow disk: {}", ok.text);
+    }
+    for i in 0..3 {
+        let s = sb.status(i).await.unwrap();
+        assert_eq!((s.leader_id, s.term), (Some(leader as u64), term), "node {i} after the stalls: {s:?}");
+    }
+
+    // A flush that takes 4 s: the core is stuck past the beacons' allowance
+    // (1 s), they stop, and the others elect a leader of their own.
+    sb.control(leader, json!({"cmd": "slow_disk", "ms": 4000})).await.unwrap();
+    let stuck = {
+        let (client, url) = (sb.client().clone(), sb.url(leader));
+        tokio::spawn(async move { client.post_json(&url, "/predict", &json!({"input": "stuck"})).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_millis(3500);
+    let new_leader = 'found: loop {
+        for i in others(leader) {
+            if let Ok(s) = sb.status(i).await {
+                if s.term > term && s.leader_id.is_some_and(|l| l != leader as u64) {
+                    break 'found s.leader_id.unwrap() as usize;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no new leader while the old one's disk was stuck");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ok = sb.predict(new_leader, "after the stuck disk", None).await.unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    stuck.abort();
+    sb.control(leader, json!({"cmd": "heal"})).await.unwrap();
+    let converged = sb.wait_for_convergence().await.unwrap();
+    assert!(converged.iter().all(|s| s.leader_id == Some(new_leader as u64)), "{converged:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -533,6 +533,7 @@ impl Admin for AdminService {
                 }
                 "heal" => C::Heal,
                 "delay" => C::Delay { ms: r.ms },
+                "slow_disk" => C::SlowDisk { ms: r.ms },
                 "diverge" => C::Diverge,
                 other => return Err(ApiError::unprocessable(format!("unknown control command {other:?}"))),
             };

@@ -5,9 +5,11 @@
 //! - `crash`: abort the process at once, with no cleanup.
 //! - `partition`: drop Raft traffic to and from `peers` (a list of node ids)
 //!   for `duration_ms` (default 30000).
-//! - `heal`: end all partitions and remove added delay.
+//! - `heal`: end all partitions and remove added delay and disk stalls.
 //! - `delay`: add `ms` milliseconds to every Raft message sent or received
 //!   (0 removes it).
+//! - `slow_disk`: make every log flush on this node take `ms` milliseconds
+//!   longer (0 removes it), as a stalling disk would.
 //! - `diverge`: change this replica's state digest as if it had computed a
 //!   different output; the leader's next checkpoint reports it.
 //!
@@ -46,11 +48,15 @@ pub enum ControlCommand {
     Delay {
         ms: u64,
     },
+    #[serde(rename = "slow_disk")]
+    SlowDisk {
+        ms: u64,
+    },
     Diverge,
 }
 
 #[tracing::instrument(skip_all, fields(%peer))]
-#[utoipa::path(post, path = "/control", tag = "node", request_body(content = Object, description = "{\"cmd\": \"exit\" | \"crash\" | \"partition\" | \"heal\" | \"delay\" | \"diverge\", ...}"), description = "Failure injection on this node. Required role: none for loopback callers while the node listens on loopback; otherwise SUPERADMIN or ADMIN.", responses((status = 200, description = "done"), (status = 401, description = "no valid token", body = crate::api::ErrorBody), (status = 403, description = "role too low", body = crate::api::ErrorBody)), security((), ("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
+#[utoipa::path(post, path = "/control", tag = "node", request_body(content = Object, description = "{\"cmd\": \"exit\" | \"crash\" | \"partition\" | \"heal\" | \"delay\" | \"slow_disk\" | \"diverge\", ...}"), description = "Failure injection on this node. Required role: none for loopback callers while the node listens on loopback; otherwise SUPERADMIN or ADMIN.", responses((status = 200, description = "done"), (status = 401, description = "no valid token", body = crate::api::ErrorBody), (status = 403, description = "role too low", body = crate::api::ErrorBody)), security((), ("bearer" = [])), extensions(("x-required-roles" = json!(["SUPERADMIN", "ADMIN"]))))]
 pub async fn control(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -110,6 +116,10 @@ impl AppState {
                 faults.set_delay(Duration::from_millis(ms));
                 json!({"ok": true, "cmd": "delay", "faults": faults.report()})
             }
+            ControlCommand::SlowDisk { ms } => {
+                faults.set_slow_disk(Duration::from_millis(ms));
+                json!({"ok": true, "cmd": "slow_disk", "faults": faults.report()})
+            }
         };
         Ok(answer)
     }
@@ -125,5 +135,7 @@ mod tests {
         assert!(matches!(c, ControlCommand::Partition { ref peers, duration_ms: Some(500) } if peers == &vec![1, 2]));
         assert!(serde_json::from_str::<ControlCommand>(r#"{"cmd":"explode"}"#).is_err());
         assert!(serde_json::from_str::<ControlCommand>(r#"{"cmd":"delay"}"#).is_err());
+        let c: ControlCommand = serde_json::from_str(r#"{"cmd":"slow_disk","ms":700}"#).unwrap();
+        assert!(matches!(c, ControlCommand::SlowDisk { ms: 700 }));
     }
 }

@@ -736,10 +736,12 @@ pub enum ControlCmd {
         #[arg(long, default_value_t = 30_000)]
         duration_ms: u64,
     },
-    /// End partitions and delays.
+    /// End partitions, delays and disk stalls.
     Heal,
     /// Add latency to Raft traffic (0 removes it).
     Delay { ms: u64 },
+    /// Make every log flush take this many milliseconds longer (0 removes it).
+    SlowDisk { ms: u64 },
 }
 
 /// `boat control URL CMD`: failure injection on the node at URL (no
@@ -754,6 +756,7 @@ pub async fn control(conn: &Conn, url: &str, cmd: ControlCmd) -> anyhow::Result<
         }
         ControlCmd::Heal => pb::ControlRequest { cmd: "heal".into(), ..Default::default() },
         ControlCmd::Delay { ms } => pb::ControlRequest { cmd: "delay".into(), ms, ..Default::default() },
+        ControlCmd::SlowDisk { ms } => pb::ControlRequest { cmd: "slow_disk".into(), ms, ..Default::default() },
     };
     let one = Conn { nodes: vec![url.to_string()], ..conn.clone() };
     let reply = one

@@ -37,6 +37,7 @@ mod election;
 mod fixtures;
 pub mod format;
 pub mod leader;
+mod liveness;
 pub mod membership;
 pub mod network;
 pub mod node;

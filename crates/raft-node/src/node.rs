@@ -22,7 +22,7 @@ use crate::commit::CommitTracker;
 use crate::domains::integrity::Divergence;
 use crate::domains::{ApplyEnv, Command, CommandResult, Domains};
 use crate::election::ElectionClock;
-use crate::network::{ClientAddrs, FaultReport, Faults, NetworkFactory, PeerCalls, RaftGrpcService};
+use crate::network::{ClientAddrs, FaultReport, Faults, NetworkFactory, PeerCalls, Pulse, RaftGrpcService};
 use crate::payload::LogPayload;
 use crate::quorum::QuorumClock;
 use crate::store::{LogStore, StateMachineStore, StateView};
@@ -35,9 +35,11 @@ use crate::types::{BoatNode, NodeId, Raft};
 /// (the leader lease), and stands for election itself after that lease and a
 /// random part of `election_max_ms - election_min_ms` (see `election`); a
 /// leader that has not heard from a majority for `election_max_ms` refuses
-/// writes. The lease spans five heartbeats: on a busy two-core machine a
-/// leader assembling a large snapshot has gone 350 ms without one, and a
-/// shorter lease (150-250 ms timeouts fail over in 330 ms) then deposed it.
+/// writes. Word from the leader is its appends and its beacons, sent every
+/// half heartbeat by a thread of their own (see `network::beacon`): on a
+/// busy two-core machine openraft's core has gone 350 to 700 ms without a
+/// heartbeat while it waited on a flush, which would depose the leader
+/// under this lease if heartbeats were all followers heard.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTuning {
@@ -55,8 +57,8 @@ impl Default for RaftTuning {
     fn default() -> Self {
         Self {
             heartbeat_ms: 100,
-            election_min_ms: 300,
-            election_max_ms: 500,
+            election_min_ms: 150,
+            election_max_ms: 250,
             snapshot_every: 5000,
             keep_after_snapshot: 1000,
         }
@@ -97,6 +99,8 @@ pub enum StartError {
     NotAMember(NodeId),
     #[error("raft failed to start: {0}")]
     Raft(String),
+    #[error("cannot start the beacon thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Why a write was not applied here.
@@ -229,7 +233,8 @@ impl RaftNode {
             crate::store::OpenError::Sled(s) => storage_err(&s),
         })?;
         let tracker = CommitTracker::default();
-        let log = LogStore::open(&db, tracker.clone()).map_err(|e| storage_err(&e))?;
+        let faults = Faults::default();
+        let log = LogStore::open(&db, tracker.clone(), faults.clone()).map_err(|e| storage_err(&e))?;
         let blobs = BlobStore::open(cfg.data_dir.join("blobs")).map_err(|e| storage_err(&e))?;
         // Domain records live in a database of their own, so that the log's
         // flush before every acknowledgement does not carry them: they need
@@ -265,10 +270,10 @@ impl RaftNode {
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
 
-        let faults = Faults::default();
         let own_http = cfg.advertise_http.clone().unwrap_or_else(|| cfg.members[&cfg.id].http_addr.clone());
         let addrs = Arc::new(ClientAddrs::new(cfg.id, own_http));
-        let network = NetworkFactory::new(cfg.id, faults.clone(), addrs.clone());
+        let pulse = Pulse::default();
+        let network = NetworkFactory::new(cfg.id, faults.clone(), addrs.clone(), pulse.clone());
         let raft = Raft::new(cfg.id, Arc::new(config), network, log.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -336,6 +341,18 @@ impl RaftNode {
             Duration::from_millis(t.election_max_ms - t.election_min_ms),
             node.inner.shutdown.clone(),
         ));
+        crate::liveness::Beacons {
+            raft: node.inner.raft.clone(),
+            id: cfg.id,
+            faults: node.inner.faults.clone(),
+            addrs: node.inner.addrs.clone(),
+            pulse,
+            quorum: node.inner.quorum.clone(),
+            every: Duration::from_millis((t.heartbeat_ms / 2).max(10)),
+            allowance: Duration::from_millis((4 * t.election_max_ms).max(1000)),
+        }
+        .spawn(node.inner.shutdown.clone())
+        .map_err(StartError::Thread)?;
         let every = cfg.checkpoint_every;
         node.spawn_leader_task("checkpoints", move |node, stop| crate::background::checkpoints(node, every, stop));
         tokio::spawn(crate::background::raft_metrics(node.clone()));

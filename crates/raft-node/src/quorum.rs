@@ -10,9 +10,11 @@
 //! `WriteError::NoQuorum` (503 with `Retry-After`), and writes waiting for
 //! their commit learn it through [`RaftNode::quorum_lost`].
 //!
-//! The time of the last majority acknowledgement comes from openraft's
-//! `millis_since_quorum_ack`, taken when each metrics report arrives, so it
-//! stays right however rarely reports come.
+//! The time of the last majority acknowledgement is the later of two
+//! sources: openraft's `millis_since_quorum_ack`, taken when each metrics
+//! report arrives (so it stays right however rarely reports come), and the
+//! answers to the leader's beacons (`liveness`), which keep coming while
+//! openraft's core waits on a slow flush and sends no heartbeats.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,15 +24,36 @@ use openraft::ServerState;
 use crate::node::RaftNode;
 use crate::types::RaftMetrics;
 
-/// When a majority last acknowledged this node as leader (None when it does
-/// not lead). Shared by the metrics task, which updates it, and writers.
+/// When a majority last acknowledged this node as leader, by term. Shared
+/// by the metrics task and the beacon thread, which update it, and writers.
 #[derive(Clone, Default)]
-pub(crate) struct QuorumClock(Arc<Mutex<Option<(u64, Instant)>>>);
+pub(crate) struct QuorumClock(Arc<Mutex<Acks>>);
+
+#[derive(Default)]
+struct Acks {
+    /// From openraft's metrics; None when this node does not lead.
+    raft: Option<(u64, Instant)>,
+    /// From the beacons' answers.
+    beacons: Option<(u64, Instant)>,
+}
 
 impl QuorumClock {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Acks> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A majority answered this leader's beacons of `term` by `at`.
+    pub(crate) fn beacons_acked(&self, term: u64, at: Instant) {
+        let mut acks = self.lock();
+        if !acks.beacons.is_some_and(|(t, b)| t == term && b >= at) {
+            acks.beacons = Some((term, at));
+        }
+    }
+
     /// Updates from one metrics report.
     pub(crate) fn observe(&self, m: &RaftMetrics) {
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut acks = self.lock();
+        let last = &mut acks.raft;
         if m.state != ServerState::Leader {
             *last = None;
             return;
@@ -48,7 +71,13 @@ impl QuorumClock {
 
     /// Time since a majority last acknowledged this leader.
     pub(crate) fn age(&self) -> Option<Duration> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).map(|(_, at)| at.elapsed())
+        let acks = self.lock();
+        let (term, at) = acks.raft?;
+        let at = match acks.beacons {
+            Some((t, b)) if t == term => at.max(b),
+            _ => at,
+        };
+        Some(at.elapsed())
     }
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::addrs::ClientAddrs;
+use super::beacon::{Beacon, Pulse};
 use super::codec;
 use super::faults::Faults;
 use super::pb::raft_service_client::RaftServiceClient;
@@ -29,11 +30,12 @@ pub struct NetworkFactory {
     self_id: NodeId,
     faults: Faults,
     addrs: Arc<ClientAddrs>,
+    pulse: Pulse,
 }
 
 impl NetworkFactory {
-    pub fn new(self_id: NodeId, faults: Faults, addrs: Arc<ClientAddrs>) -> Self {
-        Self { self_id, faults, addrs }
+    pub fn new(self_id: NodeId, faults: Faults, addrs: Arc<ClientAddrs>, pulse: Pulse) -> Self {
+        Self { self_id, faults, addrs, pulse }
     }
 }
 
@@ -47,6 +49,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.raft_addr.clone(),
             faults: self.faults.clone(),
             addrs: self.addrs.clone(),
+            pulse: self.pulse.clone(),
             client: None,
         }
     }
@@ -59,6 +62,7 @@ pub struct PeerClient {
     addr: String,
     faults: Faults,
     addrs: Arc<ClientAddrs>,
+    pulse: Pulse,
     client: Option<RaftServiceClient<Channel>>,
 }
 
@@ -155,6 +159,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.pulse.sent(self.target);
         self.call(Rpc::AppendEntries, &rpc, option.hard_ttl()).await
     }
 
@@ -187,7 +192,8 @@ pub enum ReadIndexError {
 }
 
 /// The node's own calls to one peer outside openraft's replication: the
-/// leader's read index, and the steps of a leadership handover. They honour
+/// leader's read index, the steps of a leadership handover, the pre-vote
+/// and the leader's beacons. They honour
 /// fault injection like the rest of the transport. Keeps one channel per
 /// peer address.
 #[derive(Clone)]
@@ -241,6 +247,12 @@ impl PeerCalls {
     /// to get an answer counts as no.
     pub async fn pre_vote(&self, peer: NodeId, addr: &str, ask: &PreVote, ttl: Duration) -> bool {
         let answer = self.ask(peer, addr, ask, ttl, |mut c, r| async move { c.pre_vote(r).await }).await;
+        matches!(answer, Ok(true))
+    }
+
+    /// Sends the leader's beacon to a peer: whether the peer follows it.
+    pub async fn beacon(&self, peer: NodeId, addr: &str, beacon: &Beacon, ttl: Duration) -> bool {
+        let answer = self.ask(peer, addr, beacon, ttl, |mut c, r| async move { c.beacon(r).await }).await;
         matches!(answer, Ok(true))
     }
 

@@ -1,6 +1,7 @@
-//! Fault injection on the Raft transport, driven by a node's `/control`
-//! endpoint: cut this node off from chosen peers for a while, or add latency
-//! to every Raft message it sends or receives.
+//! Fault injection, driven by a node's `/control` endpoint: cut this node
+//! off from chosen peers for a while, add latency to every Raft message it
+//! sends or receives, or make every flush of its log slower (a disk that
+//! stalls).
 //!
 //! A partition is enforced on both sides of this node's links: outbound calls
 //! to a cut peer fail as unreachable, and inbound calls from it are refused.
@@ -18,6 +19,7 @@ use crate::types::NodeId;
 struct FaultState {
     cut_until: BTreeMap<NodeId, Instant>,
     delay: Duration,
+    slow_flush: Duration,
 }
 
 /// Shared handle; clones see the same faults.
@@ -30,6 +32,9 @@ pub struct FaultReport {
     /// Peers currently cut off, with milliseconds left.
     pub partitioned: BTreeMap<NodeId, u64>,
     pub delay_ms: u64,
+    /// Added to every log flush.
+    #[serde(default)]
+    pub slow_disk_ms: u64,
 }
 
 impl Faults {
@@ -48,11 +53,26 @@ impl Faults {
         }
     }
 
-    /// Ends every partition and removes any added delay.
+    /// Ends every partition and removes any added delay and disk stall.
     pub fn heal(&self) {
         let mut s = self.lock();
         s.cut_until.clear();
         s.delay = Duration::ZERO;
+        s.slow_flush = Duration::ZERO;
+    }
+
+    /// Every log flush from now on takes `stall` longer (zero removes it).
+    pub fn set_slow_disk(&self, stall: Duration) {
+        self.lock().slow_flush = stall;
+    }
+
+    /// Sleeps for the configured disk stall, if any: called by the log
+    /// store around each flush.
+    pub async fn stall_flush(&self) {
+        let d = self.lock().slow_flush;
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -87,6 +107,7 @@ impl Faults {
                 .map(|(p, until)| (*p, (*until - now).as_millis() as u64))
                 .collect(),
             delay_ms: s.delay.as_millis() as u64,
+            slow_disk_ms: s.slow_flush.as_millis() as u64,
         }
     }
 

@@ -1,15 +1,18 @@
 //! The Raft transport over tonic gRPC (`proto/raft.proto`): the outbound
 //! client used by openraft (`client`), the inbound service (`server`), the
 //! wire encoding (`codec`), the advertised client addresses every
-//! message carries (`addrs`) and fault injection shared by both (`faults`).
+//! message carries (`addrs`), the leader's beacons (`beacon`) and fault
+//! injection shared by both (`faults`).
 
 pub mod addrs;
+pub mod beacon;
 pub mod client;
 pub mod codec;
 pub mod faults;
 pub mod server;
 
 pub use addrs::ClientAddrs;
+pub use beacon::{Beacon, Pulse};
 pub use client::{Handover, NetworkFactory, PeerCalls, PreVote, ReadIndexError};
 pub use faults::{FaultReport, Faults};
 pub use server::RaftGrpcService;

@@ -7,6 +7,7 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapsho
 use tonic::{Request, Response, Status};
 
 use super::addrs::ClientAddrs;
+use super::beacon::Beacon;
 use super::client::{Handover, PreVote};
 use super::codec;
 use super::faults::Faults;
@@ -169,6 +170,20 @@ impl RaftService for RaftGrpcService {
         let yes = self.would_vote(&ask);
         tracing::debug!(from = req.from, yes, "pre-vote");
         let answer: Result<bool, String> = Ok(yes);
+        Ok(Response::new(codec::reply(answer).map_err(encode_failed)?))
+    }
+
+    async fn beacon(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = self.admit(req).await?;
+        let beacon: Beacon = codec::decode(&req.payload).map_err(bad_request)?;
+        // Word from a leader this node follows, or from one of a later term
+        // it has not heard an append from yet. (Votes of two nodes in one
+        // term are not comparable: a candidate of the same term ignores it.)
+        let follows = beacon.vote.is_committed() && beacon.vote >= self.raft.metrics().borrow().vote;
+        if follows {
+            self.clock.heard_from_leader();
+        }
+        let answer: Result<bool, String> = Ok(follows);
         Ok(Response::new(codec::reply(answer).map_err(encode_failed)?))
     }
 

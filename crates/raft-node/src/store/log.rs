@@ -17,6 +17,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError};
 
 use crate::commit::CommitTracker;
+use crate::network::Faults;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
@@ -32,6 +33,8 @@ pub struct LogStore {
     /// Last committed index seen by `save_committed`, for `/status`.
     committed_index: Arc<AtomicU64>,
     tracker: CommitTracker,
+    /// Injected disk stalls (`/control`'s `slow_disk`).
+    faults: Faults,
 }
 
 fn key(index: u64) -> [u8; 8] {
@@ -47,13 +50,14 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    pub fn open(db: &sled::Db, tracker: CommitTracker) -> Result<Self, sled::Error> {
+    pub fn open(db: &sled::Db, tracker: CommitTracker, faults: Faults) -> Result<Self, sled::Error> {
         let store = Self {
             db: db.clone(),
             log: db.open_tree("log")?,
             meta: db.open_tree("meta")?,
             committed_index: Arc::new(AtomicU64::new(0)),
             tracker,
+            faults,
         };
         if let Ok(Some(c)) = store.get_meta::<LogId>(COMMITTED) {
             store.committed_index.store(c.index, Ordering::Relaxed);
@@ -207,6 +211,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.log.apply_batch(batch).map_err(write_err)?;
         self.tracker.on_append(&entries);
+        self.faults.stall_flush().await;
         let flushed = self.db.flush_async().await;
         callback.log_io_completed(flushed.map(|_| ()).map_err(std::io::Error::other));
         Ok(())
