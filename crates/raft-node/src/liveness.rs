@@ -84,7 +84,7 @@ impl Beacons {
             for (peer, addr) in peers {
                 // A peer openraft has stopped sending to hears no beacon
                 // either: the core may be stuck, and then a new leader is due.
-                if !self.pulse.since(peer).is_some_and(|d| d <= self.allowance) {
+                if self.pulse.since(peer).is_none_or(|d| d > self.allowance) {
                     continue;
                 }
                 let (calls, beacon, ttl) = (calls.clone(), beacon.clone(), self.every);
