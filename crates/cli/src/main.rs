@@ -5,6 +5,12 @@ use boat::rpc::Conn;
 use boat::{admin_cmd, bench, deploy, images_cmd, logging, node_cmd, train_cmd};
 use clap::{Parser, Subcommand};
 
+// glibc malloc gave each of the many Tokio and ONNX Runtime threads its own
+// arena, which held memory the node had freed, and malloc and free were a
+// sixth of a loaded node's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "boat", version, about = "Raft-replicated, fault-tolerant ML prediction serving")]
 struct Cli {
