@@ -26,6 +26,10 @@ pub struct DedupArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
+    /// Run the nodes with this executable instead of this binary, for
+    /// example a script that starts one of them under a heap profiler.
+    #[arg(long)]
+    pub node_bin: Option<std::path::PathBuf>,
 }
 
 /// (key number, index, term) of every acknowledged request.
@@ -80,7 +84,7 @@ fn disk_mb(dir: &std::path::Path) -> f64 {
 }
 
 pub async fn run(args: DedupArgs) -> anyhow::Result<()> {
-    let bench = BenchCluster::start(&args.cluster).await?;
+    let bench = BenchCluster::start_with(&args.cluster, args.node_bin.clone()).await?;
     let client = HttpClient::new()?;
     let leader = bench.cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let url = bench.cluster.http(leader);

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 // glibc malloc gave each of the many Tokio and ONNX Runtime threads its own
 // arena, which held memory the node had freed, and malloc and free were a
 // sixth of a loaded node's CPU.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -124,8 +124,13 @@ pub enum WriteError {
 const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5_000;
 
-/// Most bytes sled keeps cached in memory.
-const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// Most bytes sled keeps cached in memory, per database. sled counts a
+/// page by its size on disk, and its in-memory form is a few times larger,
+/// so these are a fraction of the memory they cost. The log's cache holds
+/// the recent entries that replication reads back; the records' holds the
+/// buckets and runs of recent requests.
+const LOG_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+const RECORDS_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Entries held in the log, from the last index and the purge point
 /// (entries start at index 0, and purging removes everything up to and
@@ -225,7 +230,7 @@ impl RaftNode {
         // (1 GiB) would keep them all in memory.
         let db = sled::Config::new()
             .path(cfg.data_dir.join("raft.sled"))
-            .cache_capacity(SLED_CACHE_BYTES)
+            .cache_capacity(LOG_CACHE_BYTES)
             .open()
             .map_err(|e| storage_err(&e))?;
         crate::store::check_format(&db).map_err(|e| match e {
@@ -242,7 +247,7 @@ impl RaftNode {
         // machine flushes them then.
         let records_db = sled::Config::new()
             .path(cfg.data_dir.join("records.sled"))
-            .cache_capacity(SLED_CACHE_BYTES)
+            .cache_capacity(RECORDS_CACHE_BYTES)
             .open()
             .map_err(|e| storage_err(&e))?;
         let records = crate::domains::serving::RecordStore::open(&records_db).map_err(|e| storage_err(&e))?;

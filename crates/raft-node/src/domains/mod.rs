@@ -118,6 +118,12 @@ impl ApplyEnv {
         Ok(())
     }
 
+    /// Writes what the node-local stores still hold in memory, before a
+    /// flush of their database makes a snapshot's references durable.
+    pub(crate) fn write_pending(&self) -> sled::Result<()> {
+        self.records.write_pending()
+    }
+
     /// After `state` became the current snapshot: removes what no later
     /// state can need.
     pub(crate) fn compact(&self, state_at_snapshot: &AppliedState) -> sled::Result<usize> {

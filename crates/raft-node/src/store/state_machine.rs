@@ -151,6 +151,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             let (refs, last_applied, membership) = (state.blob_refs(), state.last_applied, state.membership.clone());
             // Everything the snapshot refers to in sled is on disk before
             // the snapshot is.
+            this.env.write_pending().map_err(sm_write_err)?;
             this.db.flush().map_err(sm_write_err)?;
             let snapshot_id = match last_applied {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
@@ -235,6 +236,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let head = snapshot::read(&mut file, Some(sinks)).map_err(|e| snapshot_err(Some(&meta), e))?;
             let state = snapshot::decode_state(head.format, &head.state).map_err(|e| snapshot_err(Some(&meta), e))?;
             let refs: BTreeSet<String> = head.blobs.into_iter().map(|(sha, _)| sha).collect();
+            this.env.write_pending().map_err(sm_write_err)?;
             this.db.flush().map_err(sm_write_err)?;
             snapshot::write(&this.dir.join(CURRENT), &meta, &head.state, &refs, &this.env.blobs, None)
                 .map_err(|e| snapshot_err(Some(&meta), e))?;
