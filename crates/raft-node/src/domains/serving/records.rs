@@ -377,7 +377,7 @@ impl RecordStore {
         put_bytes(&mut bucket, id);
         self.ids.insert(bucket_key, bucket)?;
         w.tail.push(TailItem { seq, id: id.to_vec(), proposed_at_ms, record: record.to_vec() });
-        if (seq + 1) % RUN_LEN == 0 {
+        if (seq + 1).is_multiple_of(RUN_LEN) {
             self.write_tail(w)?;
         }
         Ok(())
