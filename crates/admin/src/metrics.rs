@@ -25,8 +25,23 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full("boat_entry_requests".into()), COUNT_BUCKETS)?
         .install_recorder()?;
     describe();
+    // Histogram samples pile up in the recorder until upkeep drains them
+    // into their buckets; a rendering does that too, but an unscraped
+    // leader held about 35 bytes per request served (100 MB in ten
+    // minutes at full load).
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+        std::thread::sleep(UPKEEP_EVERY);
+        upkeep.run_upkeep();
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are drained only when scraped");
+    }
     Ok(handle)
 }
+
+/// How often histogram samples are drained into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Registers the descriptions of every `boat_` metric.
 fn describe() {
