@@ -26,8 +26,9 @@
 //! - `record_ids`: one of [`ID_BUCKETS`] buckets (a fixed hash of the id) →
 //!   the (sequence number, id) of every stored record whose id falls there.
 //!
-//! Both are read-modify-written under one lock, since apply appends while a
-//! snapshot's compaction removes.
+//! A bucket is read-modify-written per record; the newest run waits in
+//! memory until it is full (see [`Writer`]). One lock covers both, since
+//! apply appends while a snapshot's compaction removes.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,8 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use super::command::PredictOutcome;
 
-/// Records per item of `record_runs`. Appending rewrites the run, so a
-/// short run keeps the write cost per record small.
+/// Records per item of `record_runs`. A run is rewritten when records are
+/// dropped from it or a partly written one is completed, so runs are short.
 const RUN_LEN: u64 = 8;
 /// Buckets of `record_ids`: about ten ids each in a ten-minute window at
 /// full load, and at most one item per record when there are few.
