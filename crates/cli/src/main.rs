@@ -5,9 +5,8 @@ use boat::rpc::Conn;
 use boat::{admin_cmd, bench, deploy, images_cmd, logging, node_cmd, train_cmd};
 use clap::{Parser, Subcommand};
 
-// glibc malloc gave each of the many Tokio and ONNX Runtime threads its own
-// arena, which held memory the node had freed, and malloc and free were a
-// sixth of a loaded node's CPU.
+// glibc's malloc and free were a sixth of a loaded node's CPU; mimalloc
+// serves about a quarter more requests for about 15 MB more RSS.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -198,6 +198,17 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+fn put_run_item(out: &mut Vec<u8>, proposed_at_ms: u64, id: &[u8], record: &[u8]) {
+    out.extend_from_slice(&proposed_at_ms.to_be_bytes());
+    put_bytes(out, id);
+    put_bytes(out, record);
+}
+
+fn put_bucket_entry(out: &mut Vec<u8>, seq: u64, id: &[u8]) {
+    out.extend_from_slice(&seq.to_be_bytes());
+    put_bytes(out, id);
+}
+
 /// One record inside a run.
 struct RunItem<'a> {
     seq: u64,
@@ -226,9 +237,7 @@ fn encode_run(items: &[RunItem]) -> Vec<u8> {
         v.extend_from_slice(&first.seq.to_be_bytes());
     }
     for it in items {
-        v.extend_from_slice(&it.proposed_at_ms.to_be_bytes());
-        put_bytes(&mut v, it.id);
-        put_bytes(&mut v, it.record);
+        put_run_item(&mut v, it.proposed_at_ms, it.id, it.record);
     }
     v
 }
@@ -371,11 +380,15 @@ impl RecordStore {
             if last.seq + 1 != seq {
                 return Err(corrupt(&format!("run: {seq} does not follow {}", last.seq)));
             }
+            // The tail holds one run only, even after a failed write of a
+            // full one.
+            if run_key(last.seq) != run_key(seq) {
+                self.write_tail(w)?;
+            }
         }
         let bucket_key = bucket_key(std::str::from_utf8(id).map_err(|_| corrupt("id"))?);
         let mut bucket = self.ids.get(bucket_key)?.map(|b| b.to_vec()).unwrap_or_default();
-        bucket.extend_from_slice(&seq.to_be_bytes());
-        put_bytes(&mut bucket, id);
+        put_bucket_entry(&mut bucket, seq, id);
         self.ids.insert(bucket_key, bucket)?;
         w.tail.push(TailItem { seq, id: id.to_vec(), proposed_at_ms, record: record.to_vec() });
         if (seq + 1).is_multiple_of(RUN_LEN) {
@@ -401,9 +414,7 @@ impl RecordStore {
             None => first.seq.to_be_bytes().to_vec(),
         };
         for it in &w.tail {
-            run.extend_from_slice(&it.proposed_at_ms.to_be_bytes());
-            put_bytes(&mut run, &it.id);
-            put_bytes(&mut run, &it.record);
+            put_run_item(&mut run, it.proposed_at_ms, &it.id, &it.record);
         }
         self.runs.insert(key, run)?;
         w.tail.clear();
@@ -485,8 +496,7 @@ impl RecordStore {
             if let Some(bucket) = self.ids.get(bucket_key)? {
                 let mut rest = Vec::with_capacity(bucket.len());
                 for (seq, id) in parse_bucket(&bucket).filter(|(seq, _)| *seq != it.seq) {
-                    rest.extend_from_slice(&seq.to_be_bytes());
-                    put_bytes(&mut rest, id);
+                    put_bucket_entry(&mut rest, seq, id);
                 }
                 if rest.is_empty() {
                     self.ids.remove(bucket_key)?;
