@@ -68,9 +68,12 @@ async fn a_wiped_node_rejoins_with_model_files_on_disk_and_serves_them() {
     // loaded them from its own uploads, and not the files on top of them.
     let rss =
         |i: usize| boat_tests::boat::cluster::rss_bytes(sb.cluster.pid(i).unwrap()).expect("VmRSS of a running node");
-    let (rejoined, reference) = (rss(wiped), rss(others(leader)[1]));
+    // Both other nodes loaded the models from their own uploads; how much
+    // of the upload buffers their allocators keep varies by tens of MB from
+    // run to run, so the larger of the two is the reference.
+    let (rejoined, reference) = (rss(wiped), rss(others(leader)[1]).max(rss(leader)));
     eprintln!(
-        "RSS: rejoined node {} MB, node that applied the uploads {} MB, models {} MB",
+        "RSS: rejoined node {} MB, nodes that applied the uploads up to {} MB, models {} MB",
         rejoined >> 20,
         reference >> 20,
         total >> 20

@@ -16,9 +16,11 @@ pub const LOG_FORMAT: u32 = 3;
 /// Format 2 added apps and the platform domain to the state, format 3 the
 /// training domain.
 pub const SNAPSHOT_FORMAT: u32 = 3;
-/// Version of the node's on-disk layout (sled trees, blob and snapshot
-/// directories), recorded in the store when it is created.
-pub const STORE_FORMAT: u32 = 1;
+/// Version of the node's on-disk layout (sled trees, log segments, blob and
+/// snapshot directories), recorded in the store when it is created. Format
+/// 2 moved the log's entries, vote and purge point out of sled into segment
+/// files; a format-1 store is converted when it is opened.
+pub const STORE_FORMAT: u32 = 2;
 
 /// Data this binary cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -126,10 +126,11 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5_000;
 
 /// Most bytes sled keeps cached in memory, per database. sled counts a
 /// page by its size on disk, and its in-memory form is a few times larger,
-/// so these are a fraction of the memory they cost. The log's cache holds
-/// the recent entries that replication reads back; the records' holds the
+/// so these are a fraction of the memory they cost. The log's database
+/// holds only the commit and format markers (the entries are in segment
+/// files, read back through the page cache); the records' cache holds the
 /// buckets and runs of recent requests.
-const LOG_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+const META_CACHE_BYTES: u64 = 1024 * 1024;
 const RECORDS_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Entries held in the log, from the last index and the purge point
@@ -224,29 +225,28 @@ impl RaftNode {
         }
         let storage_err = |e: &dyn std::fmt::Display| StartError::Storage(cfg.data_dir.clone(), e.to_string());
         // A node without a database is new or was wiped; see `VoteGrace`.
-        let fresh = !cfg.data_dir.join("raft.sled").exists();
+        let fresh = !cfg.data_dir.join(crate::store::SLED_DIR).exists();
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage_err(&e))?;
-        // The log holds model uploads in 1 MiB entries; sled's default cache
-        // (1 GiB) would keep them all in memory.
         let db = sled::Config::new()
-            .path(cfg.data_dir.join("raft.sled"))
-            .cache_capacity(LOG_CACHE_BYTES)
+            .path(cfg.data_dir.join(crate::store::SLED_DIR))
+            .cache_capacity(META_CACHE_BYTES)
             .open()
             .map_err(|e| storage_err(&e))?;
-        crate::store::check_format(&db).map_err(|e| match e {
+        let found = crate::store::check_format(&db).map_err(|e| match e {
             crate::store::OpenError::Format(f) => StartError::Format(cfg.data_dir.clone(), f),
             crate::store::OpenError::Sled(s) => storage_err(&s),
         })?;
         let tracker = CommitTracker::default();
         let faults = Faults::default();
-        let log = LogStore::open(&db, tracker.clone(), faults.clone()).map_err(|e| storage_err(&e))?;
+        let log =
+            LogStore::open(&db, &cfg.data_dir, found, tracker.clone(), faults.clone()).map_err(|e| storage_err(&e))?;
         let blobs = BlobStore::open(cfg.data_dir.join("blobs")).map_err(|e| storage_err(&e))?;
         // Domain records live in a database of their own, so that the log's
         // flush before every acknowledgement does not carry them: they need
         // to be on disk only when a snapshot refers to them, and the state
         // machine flushes them then.
         let records_db = sled::Config::new()
-            .path(cfg.data_dir.join("records.sled"))
+            .path(cfg.data_dir.join(crate::store::RECORDS_DIR))
             .cache_capacity(RECORDS_CACHE_BYTES)
             .open()
             .map_err(|e| storage_err(&e))?;

@@ -1,12 +1,16 @@
-//! Durable storage: the Raft log and vote in sled (`log`), the state
-//! machine (`state_machine`) and its snapshot files (`snapshot`). The log
-//! lives in one sled database per node at `<data-dir>/raft.sled`; snapshots
-//! in `<data-dir>/snapshots/`, and the blobs they refer to in
-//! `<data-dir>/blobs/` (see `crate::blobs`).
+//! Durable storage: the Raft log and vote (`log`, in segment files written
+//! by `wal`), the state machine (`state_machine`) and its snapshot files
+//! (`snapshot`). The log lives in `<data-dir>/raft-log/`, its commit marker
+//! and the store's format marker in a sled database at
+//! `<data-dir>/raft.sled`; snapshots in `<data-dir>/snapshots/`, and the
+//! blobs they refer to in `<data-dir>/blobs/` (see `crate::blobs`).
 
 pub mod log;
 pub mod snapshot;
 pub mod state_machine;
+pub mod wal;
+
+use std::path::Path;
 
 pub use log::LogStore;
 pub use state_machine::{StateMachineStore, StateView};
@@ -15,6 +19,18 @@ use crate::format::{self, FormatError, STORE_FORMAT};
 
 /// Key of the store format version in the `meta` tree.
 const FORMAT_KEY: &[u8] = b"store_format";
+/// The log's directory, and the sled database's, in a data directory.
+pub const LOG_DIR: &str = "raft-log";
+pub const SLED_DIR: &str = "raft.sled";
+/// The prediction records' sled database in a data directory.
+pub const RECORDS_DIR: &str = "records.sled";
+
+/// Makes what a sled database has flushed durable. sled's flush waits with
+/// `sync_file_range`, which flushes neither the device's write cache nor a
+/// grown file's size; `fdatasync` of its file does both.
+pub fn sync_sled(sled_dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(sled_dir.join("db"))?.sync_data()
+}
 
 /// Why a data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +41,11 @@ pub enum OpenError {
     Sled(#[from] sled::Error),
 }
 
-/// Checks the store's format version, recording the current one in a new
-/// store. A store with data but no version was written before versions
-/// existed (the snapshot then lived in a sled tree) and is refused.
-pub fn check_format(db: &sled::Db) -> Result<(), OpenError> {
+/// Checks the store's format version and returns it, recording the current
+/// one in a new store. A store with data but no version was written before
+/// versions existed (the snapshot then lived in a sled tree) and is
+/// refused. Format 1 kept the log in sled; `LogStore::open` converts it.
+pub fn check_format(db: &sled::Db) -> Result<u32, OpenError> {
     let meta = db.open_tree("meta")?;
     match meta.get(FORMAT_KEY)? {
         Some(v) => {
@@ -36,7 +53,9 @@ pub fn check_format(db: &sled::Db) -> Result<(), OpenError> {
                 what: "store format marker",
                 detail: format!("{} bytes", v.len()),
             })?;
-            format::check("this node's data directory", u32::from_be_bytes(bytes), STORE_FORMAT)?;
+            let found = u32::from_be_bytes(bytes);
+            format::check("this node's data directory", found, STORE_FORMAT)?;
+            Ok(found)
         }
         None => {
             let has_data =
@@ -46,9 +65,9 @@ pub fn check_format(db: &sled::Db) -> Result<(), OpenError> {
             }
             meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
             db.flush()?;
+            Ok(STORE_FORMAT)
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -59,8 +78,8 @@ mod tests {
     fn stores_without_a_format_marker_or_with_a_newer_one_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let fresh = sled::Config::new().path(dir.path().join("fresh")).open().unwrap();
-        check_format(&fresh).unwrap();
-        check_format(&fresh).expect("a marked store opens again");
+        assert_eq!(check_format(&fresh).unwrap(), STORE_FORMAT);
+        assert_eq!(check_format(&fresh).expect("a marked store opens again"), STORE_FORMAT);
 
         let legacy = sled::Config::new().path(dir.path().join("legacy")).open().unwrap();
         legacy.open_tree("log").unwrap().insert(0u64.to_be_bytes(), b"old entry".to_vec()).unwrap();

@@ -51,9 +51,10 @@ impl StateView {
 pub struct StateMachineStore {
     state: Arc<RwLock<AppliedState>>,
     env: ApplyEnv,
-    /// The database of the domains' node-local records, flushed before a
-    /// snapshot that refers to them is written.
+    /// The database of the domains' node-local records, flushed (and its
+    /// file synced) before a snapshot that refers to them is written.
     db: sled::Db,
+    db_dir: Arc<PathBuf>,
     dir: Arc<PathBuf>,
     snapshot_seq: Arc<AtomicU64>,
     /// Serialises writing snapshot files and removing blobs, so a full file
@@ -90,6 +91,7 @@ impl StateMachineStore {
             state: Arc::default(),
             env,
             db: db.clone(),
+            db_dir: Arc::new(data_dir.join(super::RECORDS_DIR)),
             dir: Arc::new(dir),
             snapshot_seq: Arc::default(),
             files: Arc::default(),
@@ -153,6 +155,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             // the snapshot is.
             this.env.write_pending().map_err(sm_write_err)?;
             this.db.flush().map_err(sm_write_err)?;
+            super::sync_sled(&this.db_dir).map_err(sm_write_err)?;
             let snapshot_id = match last_applied {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
                 None => format!("empty-{seq}"),
@@ -238,6 +241,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let refs: BTreeSet<String> = head.blobs.into_iter().map(|(sha, _)| sha).collect();
             this.env.write_pending().map_err(sm_write_err)?;
             this.db.flush().map_err(sm_write_err)?;
+            super::sync_sled(&this.db_dir).map_err(sm_write_err)?;
             snapshot::write(&this.dir.join(CURRENT), &meta, &head.state, &refs, &this.env.blobs, None)
                 .map_err(|e| snapshot_err(Some(&meta), e))?;
             this.env.executor.sync_catalog(&state.serving.catalog, &this.env.blobs);
