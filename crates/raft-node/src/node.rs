@@ -224,8 +224,6 @@ impl RaftNode {
             return Err(StartError::NotAMember(cfg.id));
         }
         let storage_err = |e: &dyn std::fmt::Display| StartError::Storage(cfg.data_dir.clone(), e.to_string());
-        // A node without a database is new or was wiped; see `VoteGrace`.
-        let fresh = !cfg.data_dir.join(crate::store::SLED_DIR).exists();
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage_err(&e))?;
         let db = sled::Config::new()
             .path(cfg.data_dir.join(crate::store::SLED_DIR))
@@ -240,6 +238,10 @@ impl RaftNode {
         let faults = Faults::default();
         let log =
             LogStore::open(&db, &cfg.data_dir, found, tracker.clone(), faults.clone()).map_err(|e| storage_err(&e))?;
+        // A node without a stored vote is new or was wiped (all of it, or
+        // only its log); see `RaftGrpcService`'s
+        // `refuse_votes_until`.
+        let fresh = !log.has_vote();
         let blobs = BlobStore::open(cfg.data_dir.join("blobs")).map_err(|e| storage_err(&e))?;
         // Domain records live in a database of their own, so that the log's
         // flush before every acknowledgement does not carry them: they need

@@ -32,8 +32,8 @@ pub struct RaftGrpcService {
 }
 
 impl RaftGrpcService {
-    /// `refuse_votes_until` is set for a node that started without any
-    /// stored state. A wiped node has forgotten whom it voted for, so it
+    /// `refuse_votes_until` is set for a node that started without a
+    /// stored vote. A wiped node has forgotten whom it voted for, so it
     /// could grant a second vote in a term where it already voted; refusing
     /// votes for two election timeouts after start outlasts any election
     /// that was running when it was wiped (a candidate moves to a new term

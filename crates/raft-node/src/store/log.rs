@@ -125,6 +125,11 @@ impl LogStore {
         self.committed_index.load(Ordering::Relaxed)
     }
 
+    /// Whether a vote has ever been stored.
+    pub fn has_vote(&self) -> bool {
+        self.dir.join(VOTE_FILE).exists()
+    }
+
     /// Whether the log holds no entry at all.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
