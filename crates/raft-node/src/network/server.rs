@@ -119,7 +119,7 @@ impl RaftService for RaftGrpcService {
         let req = self.admit(req).await?;
         let rpc: VoteRequest<NodeId> = codec::decode(&req.payload).map_err(bad_request)?;
         if self.refuse_votes_until.is_some_and(|until| Instant::now() < until) {
-            tracing::info!(candidate = %rpc.vote, "refusing to vote: this node started without state moments ago");
+            tracing::info!(candidate = %rpc.vote, "refusing to vote: this node started without a stored vote moments ago");
             let vote = self.raft.metrics().borrow().vote;
             let refusal = VoteResponse { vote, vote_granted: false, last_log_id: None };
             let reply: Result<_, openraft::error::RaftError<NodeId>> = Ok(refusal);
