@@ -75,6 +75,12 @@ fn read_file<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T
     }
 }
 
+fn lock_wal(wal: &Mutex<Wal>) -> MutexGuard<'_, Wal> {
+    // The segment table stays consistent across a panic elsewhere: every
+    // change to it is made after the file operation it records.
+    wal.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs blocking file work (writes followed by a sync) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
@@ -136,9 +142,7 @@ impl LogStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Wal> {
-        // The segment table stays consistent across a panic elsewhere: every
-        // change to it is made after the file operation it records.
-        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+        lock_wal(&self.wal)
     }
 
     fn purged(&self) -> Option<LogId> {
@@ -218,7 +222,7 @@ fn convert_sled_log(db: &sled::Db, sled_dir: &Path, dir: &Path) -> io::Result<()
     let mut wal = Wal::open(dir, keep_from)?;
     let mut chunk: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut flush = |chunk: &mut Vec<(u64, Vec<u8>)>| -> io::Result<()> {
-        for f in wal.append(chunk)? {
+        if let Some(f) = wal.append(chunk)? {
             f.sync_data()?;
         }
         chunk.clear();
@@ -338,9 +342,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let wal = self.wal.clone();
-        blocking(move || wal.lock().unwrap_or_else(|p| p.into_inner()).truncate(log_id.index))
-            .await
-            .map_err(write_err)?;
+        blocking(move || lock_wal(&wal).truncate(log_id.index)).await.map_err(write_err)?;
         self.tracker.on_truncate(log_id.index);
         Ok(())
     }
@@ -352,7 +354,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let (dir, wal) = (self.dir.clone(), self.wal.clone());
         blocking(move || {
             wal::write_durably(&dir, PURGED_FILE, &bytes)?;
-            wal.lock().unwrap_or_else(|p| p.into_inner()).purge(log_id.index)
+            lock_wal(&wal).purge(log_id.index)
         })
         .await
         .map_err(write_err)?;

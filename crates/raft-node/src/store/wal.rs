@@ -65,7 +65,13 @@ pub struct Wal {
 }
 
 fn corrupt(path: &Path, detail: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {detail}", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{}: {detail}; the log is damaged: wipe this node (reset.sh) and let it catch up from the cluster",
+            path.display()
+        ),
+    )
 }
 
 fn checksum(index: u64, payload: &[u8]) -> u32 {
@@ -186,9 +192,9 @@ impl Wal {
 
     /// Writes `entries` (index, payload), which must follow the last entry
     /// (or start the log anywhere when it is empty), without syncing.
-    /// Returns the files to `fdatasync` before they are durable.
-    pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> io::Result<Vec<Arc<File>>> {
-        let mut to_sync: Vec<Arc<File>> = Vec::new();
+    /// Returns the segment to `fdatasync` before they are durable (a
+    /// segment closed on the way was synced already).
+    pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> io::Result<Option<Arc<File>>> {
         let mut frames: Vec<u8> = Vec::new();
         let mut pending: Vec<(u64, usize, u32)> = Vec::new();
         let mut expected = self.last_index().map(|l| l + 1);
@@ -217,10 +223,7 @@ impl Wal {
             frames.extend_from_slice(&index.to_le_bytes());
             frames.extend_from_slice(payload);
         }
-        if let Some(file) = self.flush_frames(&mut frames, &mut pending)? {
-            to_sync.push(file);
-        }
-        Ok(to_sync)
+        self.flush_frames(&mut frames, &mut pending)
     }
 
     fn active_len(&self) -> u64 {
@@ -385,7 +388,7 @@ mod tests {
 
     fn append_range(wal: &mut Wal, range: std::ops::Range<u64>) {
         let items: Vec<(u64, Vec<u8>)> = range.map(|i| (i, payload(i))).collect();
-        for f in wal.append(&items).unwrap() {
+        if let Some(f) = wal.append(&items).unwrap() {
             f.sync_data().unwrap();
         }
     }
@@ -467,7 +470,7 @@ mod tests {
         let mut wal = Wal::open_with(dir.path(), 0, 1000).unwrap();
         let big = vec![7u8; 300];
         for i in 1..=7 {
-            for f in wal.append(&[(i, big.clone())]).unwrap() {
+            if let Some(f) = wal.append(&[(i, big.clone())]).unwrap() {
                 f.sync_data().unwrap();
             }
         }
